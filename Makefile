@@ -1,0 +1,55 @@
+# dockernetd — `make test` is what CI runs (.ci/run); every target installs what it needs.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+# Debian's interpreter: a systemd unit can reach it (pyenv's lives under /root).
+SYSTEM_PYTHON := $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
+APT_PACKAGES := gcc libc6-dev python3-dev python3-venv pkg-config libsystemd-dev iptables iproute2
+STAMP := $(VENV)/.installed
+SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
+
+.PHONY: install apt-deps run demo lint test unit integration clean
+
+install: apt-deps $(STAMP)
+
+apt-deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(SYSTEM_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check wheel
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+# The daemon in the foreground with default flags. It configures the network of
+# the namespace it runs in, like dockerd: on a machine you care about, run it as
+# `sudo unshare -n make run`, or try `make demo`.
+run: install
+	$(VENV)/bin/dockernetd
+
+demo: install
+	bash contrib/demo.sh
+
+lint: install
+	$(VENV)/bin/ruff check dockernetd tests integration
+	$(VENV)/bin/ruff format --check dockernetd tests integration
+	$(VENV)/bin/mypy
+
+unit: install
+	$(PY) -m pytest -q tests
+
+integration: install
+	$(PY) -m pytest -q integration
+
+test: lint
+	$(PY) -m pytest tests integration
+
+clean:
+	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache .pytest_cache

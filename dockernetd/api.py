@@ -1,0 +1,350 @@
+"""The API contract (v1) as data: methods, their params, results and errors.
+
+One table drives three things: the checking of every call's params (before
+any handler runs, so an invalid call never changes state), the OpenRPC
+document served by ``rpc.discover``, and the tests that keep ``docs/API.md``
+in step.  The schemas use a small subset of JSON Schema, checked here by hand
+because jsonschema costs ~40 us a call and gives messages no operator can read.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from typing import Any
+
+from . import __version__
+from .errors import (
+    APPLICATION_ERRORS,
+    AllPortsAllocated,
+    ApiError,
+    Conflict,
+    FirewallFailed,
+    InvalidParams,
+    IpAlreadyAllocated,
+    IpOutOfRange,
+    NetworkDisabled,
+    NoAvailableIps,
+    PortAlreadyAllocated,
+    ProxyFailed,
+    UnknownContainer,
+)
+from .netutil import parse_ipv4, parse_mac
+
+CONTAINER_ID = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$"}
+IPV4 = {"type": "string", "format": "ipv4"}
+PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+PROTO = {"type": "string", "enum": ["tcp", "udp"]}
+PORT_MAPPING = {
+    "type": "object",
+    "properties": {
+        "host_ip": IPV4,
+        "host_port": PORT,
+        "proto": PROTO,
+        "container_port": PORT,
+    },
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    schema: dict[str, Any]
+    description: str
+    required: bool = False
+    default: Any = None
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    summary: str
+    params: tuple[Param, ...]
+    result: dict[str, Any]
+    errors: tuple[type[ApiError], ...] = ()
+    needs_network: bool = True
+    takes_container: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "takes_container", any(p.name == "id" for p in self.params))
+
+
+_ID = Param("id", CONTAINER_ID, "container id: 1-128 of A-Z a-z 0-9 _ . -", required=True)
+
+METHODS: tuple[Method, ...] = (
+    Method(
+        "allocate_interface",
+        "An IP address, MAC and gateway for a container from the bridge subnet. "
+        "Idempotent: the same id gets the same allocation.",
+        (
+            _ID,
+            Param("requested_ip", IPV4, "this address instead of the next free one"),
+            Param(
+                "requested_mac",
+                {"type": "string", "format": "mac"},
+                "this MAC instead of 02:42 + the IPv4 bytes",
+            ),
+        ),
+        {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "ip": IPV4,
+                "prefix_len": {"type": "integer"},
+                "mask": IPV4,
+                "gateway": IPV4,
+                "mac_address": {"type": "string"},
+                "bridge": {"type": "string"},
+                "mtu": {"type": "integer"},
+            },
+        },
+        (IpAlreadyAllocated, IpOutOfRange, NoAvailableIps, NetworkDisabled, Conflict),
+    ),
+    Method(
+        "release_interface",
+        "Free a container's address and unmap every port it published.",
+        (_ID,),
+        {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "ip": IPV4,
+                "released_ports": {"type": "array", "items": PORT_MAPPING},
+            },
+        },
+        (UnknownContainer, FirewallFailed, NetworkDisabled),
+    ),
+    Method(
+        "allocate_port",
+        "Publish a container port on the host: a DNAT rule and a userland proxy.",
+        (
+            _ID,
+            Param("container_port", PORT, "the port inside the container", required=True),
+            Param("proto", PROTO, "tcp or udp", default="tcp"),
+            Param("host_ip", IPV4, "host address to bind (default: the daemon's --ip)"),
+            Param(
+                "host_port",
+                {"type": "integer", "minimum": 0, "maximum": 65535},
+                "host port; 0 picks the next free one in 49153-65535",
+                default=0,
+            ),
+        ),
+        {
+            "type": "object",
+            "properties": {
+                "host_ip": IPV4,
+                "host_port": PORT,
+                "proto": PROTO,
+                "container_ip": IPV4,
+                "container_port": PORT,
+            },
+        },
+        (
+            UnknownContainer,
+            PortAlreadyAllocated,
+            AllPortsAllocated,
+            ProxyFailed,
+            FirewallFailed,
+            NetworkDisabled,
+        ),
+    ),
+    Method(
+        "link",
+        "Add or remove the FORWARD accept rules that let a parent reach a child's ports.",
+        (
+            Param(
+                "action",
+                {"type": "string", "enum": ["add", "remove", "-I", "-A", "-D"]},
+                "add (-I, -A) or remove (-D)",
+                required=True,
+            ),
+            Param("parent_ip", IPV4, "the parent container's address", required=True),
+            Param("child_ip", IPV4, "the child container's address", required=True),
+            Param(
+                "ports",
+                {
+                    "type": "array",
+                    "items": {"type": "string", "pattern": "^[0-9]{1,5}(/(tcp|udp))?$"},
+                },
+                "ports of the child, as 80/tcp, 53/udp or 8080 (tcp)",
+                required=True,
+            ),
+            Param("ignore_errors", {"type": "boolean"}, "skip rules that fail", default=False),
+        ),
+        {"type": "object", "properties": {"rules": {"type": "integer"}}},
+        (FirewallFailed, NetworkDisabled),
+    ),
+    Method(
+        "status",
+        "The daemon's bridge, configuration and counts.",
+        (),
+        {
+            "type": "object",
+            "properties": {
+                "version": {"type": "string"},
+                "bridge": {"type": ["string", "null"]},
+                "bridge_cidr": {"type": ["string", "null"]},
+                "gateway": {"type": ["string", "null"]},
+                "network_disabled": {"type": "boolean"},
+                "config": {"type": "object"},
+                "interfaces": {"type": "integer"},
+                "port_mappings": {"type": "integer"},
+                "links": {"type": "integer"},
+                "uptime_s": {"type": "number"},
+            },
+        },
+        needs_network=False,
+    ),
+    Method(
+        "list_interfaces",
+        "Every container interface with its published ports.",
+        (),
+        {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "ip": IPV4,
+                    "mac_address": {"type": "string"},
+                    "ports": {"type": "array", "items": PORT_MAPPING},
+                },
+            },
+        },
+        (NetworkDisabled,),
+    ),
+)
+
+METHODS_BY_NAME: dict[str, Method] = {m.name: m for m in METHODS}
+_PATTERNS: dict[str, re.Pattern[str]] = {}
+
+
+def check_params(method: Method, params: dict[str, Any]) -> dict[str, Any]:
+    """The params with defaults filled in and addresses parsed; InvalidParams if wrong.
+
+    ``ipv4`` values become IPv4Address objects and ``mac`` values are normalised.
+    """
+    known = {p.name for p in method.params}
+    for name in params:
+        if name not in known:
+            raise InvalidParams(f"Bad parameter: unknown parameter {name}", param=name)
+    checked: dict[str, Any] = {}
+    for param in method.params:
+        if param.name not in params or (params[param.name] is None and not param.required):
+            if param.required:
+                raise InvalidParams(
+                    f"Bad parameter: missing required parameter {param.name}", param=param.name
+                )
+            checked[param.name] = param.default
+            continue
+        checked[param.name] = _check(param.name, param.schema, params[param.name])
+    return checked
+
+
+def _check(name: str, schema: dict[str, Any], value: Any) -> Any:
+    kind = schema["type"]
+    if kind == "string":
+        if not isinstance(value, str):
+            raise _bad(name, f"must be a string, not {_json_type(value)}")
+        if "enum" in schema and value not in schema["enum"]:
+            raise _bad(name, f"must be one of {', '.join(schema['enum'])}, not {value!r}")
+        if "pattern" in schema and not _pattern(schema["pattern"]).match(value):
+            raise _bad(name, f"{value[:140]!r} does not match {schema['pattern']}")
+        fmt = schema.get("format")
+        if fmt == "ipv4":
+            return _ipv4(name, value)
+        if fmt == "mac":
+            try:
+                return parse_mac(value)
+            except ValueError as exc:
+                raise _bad(name, str(exc)) from None
+        return value
+    if kind == "integer":
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _bad(name, f"must be an integer, not {_json_type(value)}")
+        low, high = schema.get("minimum"), schema.get("maximum")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise _bad(name, f"{value} is out of range {low}-{high}")
+        return value
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            raise _bad(name, f"must be true or false, not {_json_type(value)}")
+        return value
+    if kind == "array":
+        if not isinstance(value, list):
+            raise _bad(name, f"must be an array, not {_json_type(value)}")
+        return [_check(f"{name}[{i}]", schema["items"], v) for i, v in enumerate(value)]
+    raise AssertionError(f"schema type {kind} is not checked")
+
+
+def _ipv4(name: str, value: str) -> IPv4Address:
+    try:
+        return parse_ipv4(value)
+    except ValueError:
+        if name == "host_ip":  # Docker 1.3+'s exact text
+            raise InvalidParams(
+                f"Bad parameter: invalid host ip {value[:140]}", param=name
+            ) from None
+        raise _bad(name, f"{value[:140]!r} is not an IPv4 address") from None
+
+
+def _bad(name: str, why: str) -> InvalidParams:
+    return InvalidParams(f"Bad parameter: {name} {why}", param=name)
+
+
+def _pattern(pattern: str) -> re.Pattern[str]:
+    compiled = _PATTERNS.get(pattern)
+    if compiled is None:
+        compiled = _PATTERNS[pattern] = re.compile(pattern.rstrip("$") + r"\Z")
+    return compiled
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }.get(type(value), type(value).__name__)
+
+
+def openrpc_document() -> dict[str, Any]:
+    """The contract as an OpenRPC 1.2.6 document (served by ``rpc.discover``)."""
+    methods = []
+    for method in METHODS:
+        errors = list(method.errors)
+        entry: dict[str, Any] = {
+            "name": method.name,
+            "summary": method.summary,
+            "paramStructure": "by-name",
+            "params": [
+                {
+                    "name": p.name,
+                    "description": p.description,
+                    "required": p.required,
+                    "schema": p.schema if p.default is None else {**p.schema, "default": p.default},
+                }
+                for p in method.params
+            ],
+            "result": {"name": f"{method.name}_result", "schema": method.result},
+            "errors": [{"code": e.code, "message": e.name} for e in errors],
+        }
+        methods.append(entry)
+    return {
+        "openrpc": "1.2.6",
+        "info": {
+            "title": "dockernetd",
+            "version": __version__,
+            "description": "Docker 1.x's bridge network driver over JSON-RPC 2.0: one JSON "
+            "request or batch per line on a Unix stream socket, one response line back.",
+        },
+        "methods": methods,
+        "components": {
+            "errors": {e.name: {"code": e.code, "message": e.name} for e in APPLICATION_ERRORS}
+        },
+    }

@@ -1,0 +1,171 @@
+"""Command-line flags and the JSON config file, turned into a validated Config.
+
+The flags are Docker 1.4's daemon network flags (``--icc=false`` style
+booleans, parsed like Go's ``strconv.ParseBool``) plus the daemon's own
+(``--socket``, ``--group``, ``--config-file``, ``--log-level``,
+``--resolv-conf``).  The config file uses Docker's ``daemon.json`` keys; a key
+set both by a flag and in the file is an error, as in Docker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from . import __version__
+from .config import DEFAULT_SOCKET, LOG_LEVELS, Config, validate
+from .errors import ConfigError
+
+_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+
+#: daemon.json key -> (Config field, expected JSON type)
+FILE_KEYS: dict[str, tuple[str, type]] = {
+    "bridge": ("bridge", str),
+    "bip": ("bip", str),
+    "fixed-cidr": ("fixed_cidr", str),
+    "iptables": ("iptables", bool),
+    "ip-forward": ("ip_forward", bool),
+    "ip-masq": ("ip_masq", bool),
+    "icc": ("icc", bool),
+    "ip": ("ip", str),
+    "mtu": ("mtu", int),
+}
+
+
+def parse_bool(text: str) -> bool:
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean value {text!r}")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="dockernetd",
+        description="Docker 1.x's bridge network driver as a daemon: it sets up the bridge "
+        "at start (init_networkdriver) and serves allocate_interface, release_interface, "
+        "allocate_port and link over JSON-RPC on a Unix socket.",
+        argument_default=argparse.SUPPRESS,
+    )
+
+    def flag_bool(name: str, help_text: str) -> None:
+        p.add_argument(name, type=parse_bool, nargs="?", const=True, metavar="BOOL", help=help_text)
+
+    p.add_argument(
+        "-b",
+        "--bridge",
+        metavar="NAME",
+        help="attach to this existing bridge instead of creating docker0; "
+        "'none' disables networking (default: docker0, created if missing)",
+    )
+    p.add_argument(
+        "--bip",
+        metavar="CIDR",
+        help="address and prefix of the bridge, e.g. 172.17.42.1/16 (not with -b)",
+    )
+    p.add_argument(
+        "--fixed-cidr",
+        dest="fixed_cidr",
+        metavar="CIDR",
+        help="hand out container addresses only from this IPv4 subnet of the bridge network",
+    )
+    flag_bool(
+        "--iptables", "add the iptables rules for NAT, icc and published ports (default: true)"
+    )
+    flag_bool("--ip-forward", "enable net.ipv4.ip_forward (default: true)")
+    flag_bool(
+        "--ip-masq",
+        "masquerade traffic leaving the bridge network (default: true; off when --iptables=false)",
+    )
+    flag_bool("--icc", "allow traffic between containers (default: true)")
+    p.add_argument(
+        "--ip",
+        metavar="IP",
+        help="default host IP when publishing ports (default: 0.0.0.0)",
+    )
+    p.add_argument(
+        "--mtu",
+        type=int,
+        metavar="BYTES",
+        help="MTU reported for container interfaces; 0 = the default route's, or 1500 (default: 0)",
+    )
+    p.add_argument(
+        "--socket", metavar="PATH", help=f"JSON-RPC Unix socket (default: {DEFAULT_SOCKET})"
+    )
+    p.add_argument(
+        "--group",
+        metavar="GROUP",
+        help="group that may use the socket (mode 0660, owner root; default: root only)",
+    )
+    p.add_argument(
+        "--config-file",
+        dest="config_file",
+        metavar="PATH",
+        help="JSON file with Docker daemon.json keys: bridge, bip, fixed-cidr, iptables, "
+        "ip-forward, ip-masq, icc, ip, mtu; a key may not also be given as a flag",
+    )
+    p.add_argument("--log-level", dest="log_level", choices=LOG_LEVELS, help="(default: info)")
+    p.add_argument(
+        "--resolv-conf",
+        dest="resolv_conf",
+        metavar="PATH",
+        help="nameservers the default bridge subnet must not overlap (default: /etc/resolv.conf)",
+    )
+    p.add_argument("--version", action="version", version=f"dockernetd {__version__}")
+    return p
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """The config file as Config field values; ConfigError on anything unexpected."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+    except OSError as exc:
+        raise ConfigError(f"unable to read config file {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ConfigError(f"config file {path} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object")
+    unknown = sorted(set(raw) - set(FILE_KEYS))
+    if unknown:
+        raise ConfigError(
+            "the following directives don't match any configuration option: " + ", ".join(unknown)
+        )
+    values = {}
+    for key, value in raw.items():
+        field, kind = FILE_KEYS[key]
+        if type(value) is not kind:  # bool is an int subclass; be exact
+            raise ConfigError(
+                f"invalid value for {key!r} in config file {path}: expected {kind.__name__}"
+            )
+        values[field] = value
+    return values
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    """Flags (and the config file they name) as a validated Config; ConfigError if bad."""
+    given = vars(build_parser().parse_args(argv))
+    config_file = given.pop("config_file", None)
+    if config_file:
+        from_file = load_config_file(config_file)
+        both = sorted(set(from_file) & set(given))
+        if both:
+            key_of = {field: key for key, (field, _) in FILE_KEYS.items()}
+            detail = ", ".join(
+                f"{key_of[k]}: (from flag: {given[k]}, from file: {from_file[k]})" for k in both
+            )
+            raise ConfigError(
+                "the following directives are specified both as a flag and in the "
+                f"configuration file: {detail}"
+            )
+        given.update(from_file)
+    return validate(Config(**given))

@@ -1,0 +1,112 @@
+"""The daemon's configuration and Docker 1.4's validation of it.
+
+``validate`` applies the checks of Docker 1.4's ``NewDaemonFromDirectory`` in
+its order and with its messages, plus the parse checks Docker made when it
+read each flag, so that a bad configuration is refused before anything on the
+host is touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigError
+from .netutil import parse_cidr, parse_ipv4
+
+DEFAULT_BRIDGE = "docker0"
+DEFAULT_SOCKET = "/run/dockernetd/dockernetd.sock"
+DISABLED_BRIDGE = "none"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+IFNAMSIZ = 16
+
+
+@dataclass(frozen=True)
+class Config:
+    bridge: str = ""
+    bip: str = ""
+    fixed_cidr: str = ""
+    iptables: bool = True
+    ip_forward: bool = True
+    ip_masq: bool = True
+    icc: bool = True
+    ip: str = "0.0.0.0"
+    mtu: int = 0
+    socket: str = DEFAULT_SOCKET
+    group: str = ""
+    log_level: str = "info"
+    resolv_conf: str = "/etc/resolv.conf"
+
+    @property
+    def network_disabled(self) -> bool:
+        return self.bridge == DISABLED_BRIDGE
+
+    @property
+    def bridge_name(self) -> str:
+        return self.bridge or DEFAULT_BRIDGE
+
+    @property
+    def using_default_bridge(self) -> bool:
+        return not self.bridge
+
+    def job_env(self) -> dict[str, Any]:
+        """The environment Docker gave the ``init_networkdriver`` job."""
+        return {
+            "EnableIptables": self.iptables,
+            "InterContainerCommunication": self.icc,
+            "EnableIpForward": self.ip_forward,
+            "EnableIpMasq": self.ip_masq,
+            "BridgeIface": self.bridge,
+            "BridgeIP": self.bip,
+            "FixedCIDR": self.fixed_cidr,
+            "DefaultBindingIP": self.ip,
+        }
+
+    def public(self) -> dict[str, Any]:
+        """The configuration as ``status`` reports it (Docker's daemon.json key names)."""
+        return {
+            "bridge": self.bridge_name,
+            "bip": self.bip,
+            "fixed-cidr": self.fixed_cidr,
+            "iptables": self.iptables,
+            "ip-forward": self.ip_forward,
+            "ip-masq": self.ip_masq,
+            "icc": self.icc,
+            "ip": self.ip,
+            "mtu": self.mtu,
+        }
+
+
+def validate(config: Config) -> Config:
+    """Docker 1.4's checks, in its order; returns the config as the daemon will use it."""
+    try:
+        parse_ipv4(config.ip)
+    except ValueError:
+        raise ConfigError(f"{config.ip} is not an ip address") from None
+    if config.bridge and config.bip:
+        raise ConfigError(
+            "You specified -b & --bip, mutually exclusive options. Please specify only one."
+        )
+    if not config.iptables and not config.icc:
+        raise ConfigError(
+            "You specified --iptables=false with --icc=false. ICC uses iptables to function. "
+            "Please set --icc or --iptables to true."
+        )
+    if not config.iptables and config.ip_masq:
+        config = dataclasses.replace(config, ip_masq=False)  # 1.3.1+: quietly, no error
+    for value in (config.bip, config.fixed_cidr):
+        if value:
+            try:
+                parse_cidr(value)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+    if len(config.bridge_name.encode()) >= IFNAMSIZ:
+        raise ConfigError(f"Interface name {config.bridge_name} too long")
+    if config.mtu != 0 and not 68 <= config.mtu <= 65535:
+        raise ConfigError(f"invalid MTU {config.mtu}: must be 0 (automatic) or 68-65535")
+    if config.log_level not in LOG_LEVELS:
+        raise ConfigError(
+            f"invalid log level {config.log_level!r}: must be one of {', '.join(LOG_LEVELS)}"
+        )
+    return config

@@ -1,0 +1,155 @@
+"""The errors a client can see, and the errors that stop the daemon.
+
+Every failure a handler can meet is an :class:`ApiError` subclass with a stable
+JSON-RPC code and a short machine name (``data.error``).  The messages are
+Docker 1.4's where Docker had one, so a runtime written against Docker's
+driver recognises them.  Anything that is *not* an ApiError is a bug: the RPC
+layer logs it and answers -32603 without its text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApiError(Exception):
+    """An answer to a client that is an error, not a crash."""
+
+    code: int = -32603
+    name: str = "internal_error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def data(self) -> dict[str, Any]:
+        return {"error": self.name, **self.details}
+
+
+class InvalidParams(ApiError):
+    code = -32602
+    name = "invalid_params"
+
+
+class IpAlreadyAllocated(ApiError):
+    code = 1001
+    name = "ip_already_allocated"
+
+    def __init__(self, ip: str) -> None:
+        super().__init__("ip already allocated", ip=ip)
+
+
+class IpOutOfRange(ApiError):
+    code = 1002
+    name = "ip_out_of_range"
+
+    def __init__(self, ip: str) -> None:
+        super().__init__("requested ip is out of range", ip=ip)
+
+
+class NoAvailableIps(ApiError):
+    code = 1003
+    name = "no_available_ips"
+
+    def __init__(self) -> None:
+        super().__init__("no available ip addresses on network")
+
+
+class UnknownContainer(ApiError):
+    code = 1004
+    name = "unknown_container"
+
+    def __init__(self, container_id: str, *, releasing: bool = False) -> None:
+        if releasing:
+            message = f"No network information to release for {container_id}"
+        else:
+            message = f"no network information for {container_id}"
+        super().__init__(message, id=container_id)
+
+
+class PortAlreadyAllocated(ApiError):
+    code = 1005
+    name = "port_already_allocated"
+
+    def __init__(self, host_ip: str, port: int, proto: str) -> None:
+        super().__init__(
+            f"Bind for {host_ip}:{port} failed: port is already allocated",
+            host_ip=host_ip,
+            host_port=port,
+            proto=proto,
+        )
+
+
+class AllPortsAllocated(ApiError):
+    code = 1006
+    name = "all_ports_allocated"
+
+    def __init__(self, host_ip: str, proto: str) -> None:
+        super().__init__("all ports are allocated", host_ip=host_ip, proto=proto)
+
+
+class ProxyFailed(ApiError):
+    code = 1007
+    name = "proxy_failed"
+
+
+class FirewallFailed(ApiError):
+    code = 1008
+    name = "firewall_failed"
+
+
+class NetworkDisabled(ApiError):
+    code = 1009
+    name = "network_disabled"
+
+    def __init__(self) -> None:
+        super().__init__("networking is disabled (-b none)")
+
+
+class Conflict(ApiError):
+    code = 1010
+    name = "conflict"
+
+
+#: Every application error class, in code order (documented in docs/API.md and OpenRPC).
+APPLICATION_ERRORS: tuple[type[ApiError], ...] = (
+    IpAlreadyAllocated,
+    IpOutOfRange,
+    NoAvailableIps,
+    UnknownContainer,
+    PortAlreadyAllocated,
+    AllPortsAllocated,
+    ProxyFailed,
+    FirewallFailed,
+    NetworkDisabled,
+    Conflict,
+)
+
+#: The protocol-level JSON-RPC codes and the names we give them in ``data.error``.
+PROTOCOL_ERROR_NAMES: dict[int, str] = {
+    -32700: "parse_error",
+    -32600: "invalid_request",
+    -32601: "method_not_found",
+    -32602: "invalid_params",
+    -32603: "internal_error",
+    -32000: "server_error",
+}
+
+
+class ConfigError(Exception):
+    """Bad flags or config file: the daemon exits 2 (usage) with this message."""
+
+
+class StartupError(Exception):
+    """The daemon cannot start (init_networkdriver failed, socket busy): exit 1."""
+
+
+class MethodNotFound(ApiError):
+    """A method of the contract that this build does not serve yet."""
+
+    code = -32601
+    name = "method_not_found"
+
+    def __init__(self, method: str) -> None:
+        super().__init__("Method not found", method=method)

@@ -1,0 +1,98 @@
+"""The IP allocator: Docker 1.4's ipallocator, with the gateway reserved.
+
+Theory of operation (Docker 1.4, ``daemon/networkdriver/ipallocator``):
+
+* The allocatable range of a bridge network ``N`` is ``[N.first + 2, N.last - 1]``:
+  the network address, ``first + 1`` and the broadcast address are never handed out.
+* ``--fixed-cidr S`` narrows it to ``[S.first + 1, S.last - 1]``, which must lie inside
+  the range above and hold more than one address (``RegisterSubnet``).
+* A dynamic request takes the first free address *after* the last one handed
+  out, wrapping at the end; so a released address comes back only when the
+  cursor wraps around to it.
+* An explicit request fails with "ip already allocated" first, then with
+  "requested ip is out of range"; when it succeeds it moves the cursor.
+* Releasing is idempotent and does not move the cursor.
+
+The one change from 1.4: the gateway (the bridge's own address) is allocated
+from the start and can never be released, so no container is given it.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+
+from .bitmap import Bitmap
+from .errors import IpAlreadyAllocated, IpOutOfRange, NoAvailableIps
+
+
+class BadSubnet(ValueError):
+    """A --fixed-cidr that the bridge network cannot hold."""
+
+    def __init__(self) -> None:
+        super().__init__("network does not contain specified subnet")
+
+
+class IpAllocator:
+    """Addresses of one bridge network, handed out in Docker 1.4's order."""
+
+    def __init__(self, bridge: IPv4Interface, fixed_cidr: IPv4Network | None = None) -> None:
+        network = bridge.network
+        first, last = int(network.network_address), int(network.broadcast_address)
+        begin, end = first + 2, last - 1
+        if fixed_cidr is not None:
+            sub_begin = int(fixed_cidr.network_address) + 1
+            sub_end = int(fixed_cidr.broadcast_address) - 1
+            if not (sub_begin >= begin and sub_end <= end and sub_begin < sub_end):
+                raise BadSubnet()
+            begin, end = sub_begin, sub_end
+        self.gateway = bridge.ip
+        self.begin = begin
+        self.end = end
+        self._bits = Bitmap(max(0, end - begin + 1))
+        self._last = begin - 1
+        if self._in_range(int(self.gateway)):
+            self._bits.set(int(self.gateway) - begin)
+
+    @property
+    def allocated(self) -> int:
+        """How many addresses are held, the reserved gateway excluded."""
+        return self._bits.count - (1 if self._in_range(int(self.gateway)) else 0)
+
+    @property
+    def capacity(self) -> int:
+        """How many addresses containers can hold at most."""
+        return self._bits.size - (1 if self._in_range(int(self.gateway)) else 0)
+
+    def request(self, ip: IPv4Address | None = None) -> IPv4Address:
+        """Allocate ``ip``, or the next free address when ``ip`` is None."""
+        if ip is not None:
+            return self._request_explicit(ip)
+        found = self._bits.next_clear_after(self._last - self.begin, 0, self._bits.size - 1)
+        if found < 0:
+            raise NoAvailableIps()
+        self._bits.set(found)
+        self._last = self.begin + found
+        return IPv4Address(self._last)
+
+    def release(self, ip: IPv4Address) -> None:
+        """Free ``ip``; unknown or out-of-range addresses and the gateway are ignored."""
+        value = int(ip)
+        if self._in_range(value) and ip != self.gateway:
+            self._bits.clear(value - self.begin)
+
+    def __contains__(self, ip: IPv4Address) -> bool:
+        value = int(ip)
+        return self._in_range(value) and (value - self.begin) in self._bits
+
+    def _request_explicit(self, ip: IPv4Address) -> IPv4Address:
+        value = int(ip)
+        if ip in self:
+            raise IpAlreadyAllocated(str(ip))
+        if not self._in_range(value):
+            raise IpOutOfRange(str(ip))
+        self._bits.set(value - self.begin)
+        self._last = value
+        return ip
+
+    def _in_range(self, value: int) -> bool:
+        return self.begin <= value <= self.end

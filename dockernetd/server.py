@@ -1,0 +1,176 @@
+"""The Unix socket: binding it safely, framing lines, one task per client.
+
+Framing: one request (object or batch array) per ``\\n``-terminated line of
+UTF-8 JSON; one response line back, none for notifications.  A line longer
+than :data:`MAX_LINE` gets an invalid-request answer and is skipped up to its
+newline, so a client cannot make the daemon buffer without bound.  Nothing a
+client does (garbage, a huge line, a disconnect mid-request) escapes its own
+connection task: an exception that escaped would take down every other
+client with it (trio's ``serve_listeners`` re-raises it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import json
+import logging
+import os
+import socket
+import stat
+import struct
+from dataclasses import dataclass
+
+import trio
+
+from .errors import StartupError
+from .jobs import Peer
+from .rpc import Dispatcher
+
+log = logging.getLogger("dockernetd.server")
+
+MAX_LINE = 1 << 20  # 1 MiB: the longest request line the daemon reads
+_RECEIVE_SIZE = 65536
+_TOO_LONG = (
+    json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "error": {
+                "code": -32600,
+                "message": "Invalid request",
+                "data": {
+                    "error": "invalid_request",
+                    "detail": f"line longer than {MAX_LINE} bytes",
+                },
+            },
+            "id": None,
+        },
+        separators=(",", ":"),
+    ).encode()
+    + b"\n"
+)
+
+
+@dataclass
+class BoundSocket:
+    sock: socket.socket
+    path: str
+    inode: int  # of the socket file, to tell it from a successor's at exit
+
+    def close(self) -> None:
+        """Close the socket and unlink its file, if the file is still ours."""
+        self.sock.close()
+        with contextlib.suppress(OSError):
+            if os.stat(self.path).st_ino == self.inode:
+                os.unlink(self.path)
+
+
+def bind_unix_socket(path: str, group: str) -> BoundSocket:
+    """A listening socket at ``path``, mode 0660, group ``group`` (or the caller's).
+
+    A stale socket file (nobody accepting) is replaced; a live one means another
+    daemon is serving and is refused.
+    """
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    gid = _group_id(group) if group else -1
+    _remove_stale(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)  # nobody but us until the group and mode are right
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot bind {path}: {exc.strerror}") from None
+    finally:
+        os.umask(old_umask)
+    os.chown(path, -1, gid)
+    os.chmod(path, 0o660)
+    sock.listen(128)
+    return BoundSocket(sock, path, os.stat(path).st_ino)
+
+
+def _group_id(group: str) -> int:
+    try:
+        return int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise StartupError(f"unknown group {group!r} for the socket") from None
+
+
+def _remove_stale(path: str) -> None:
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise StartupError(f"{path} exists and is not a socket; not replacing it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # stale: left by a daemon that is gone
+        log.info("replaced stale socket %s", path)
+    else:
+        raise StartupError(f"another daemon is already serving on {path}")
+    finally:
+        probe.close()
+
+
+def peer_of(sock: trio.socket.SocketType) -> Peer | None:
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    pid, uid, gid = struct.unpack("3i", raw)
+    return Peer(pid=pid, uid=uid, gid=gid)
+
+
+class Server:
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+
+    async def serve(
+        self,
+        sock: socket.socket,
+        *,
+        task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+        await trio.serve_listeners(self._connection, [listener], task_status=task_status)
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        peer = peer_of(stream.socket)
+        try:
+            async with stream:
+                await self._exchange(stream, peer)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client went away; its unanswered requests die with it
+        except Exception:
+            log.exception("connection from %s failed", peer)
+
+    async def _exchange(self, stream: trio.SocketStream, peer: Peer | None) -> None:
+        buffer = bytearray()
+        scanned = 0  # bytes of buffer already known to hold no newline
+        skipping = False  # inside a line that was too long
+        while data := await stream.receive_some(_RECEIVE_SIZE):
+            buffer += data
+            out = []
+            while (newline := buffer.find(b"\n", scanned)) >= 0:
+                line = bytes(buffer[:newline])
+                del buffer[: newline + 1]
+                scanned = 0
+                if skipping:
+                    skipping = False
+                elif line.strip():
+                    response = await self._dispatcher.handle_line(line, peer)
+                    if response:
+                        out.append(response)
+            scanned = len(buffer)
+            if len(buffer) > MAX_LINE:
+                if not skipping:
+                    out.append(_TOO_LONG)
+                    skipping = True
+                buffer.clear()
+                scanned = 0
+            if out:
+                await stream.send_all(b"".join(out))
