@@ -73,6 +73,8 @@ def _shape(response: Any) -> dict[str, Any]:
         name = PROTOCOL_ERROR_NAMES.get(err.code, "server_error")
         if err.code in (-32603, -32000) or data is NODATA:
             data = {"error": name}
+        elif err.code == -32601:
+            data = {"error": name, "method": str(data)[:200]}
         else:
             data = {"error": name, "detail": str(data)[:200]}
     return serialize_error(ErrorResponse(err.code, err.message, data, err.id))

@@ -1,0 +1,63 @@
+import pytest
+
+from dockernetd.ctl import build_parser, main, render, request_for
+
+
+def request(*argv: str):
+    return request_for(build_parser().parse_args(list(argv)))
+
+
+def test_commands_map_to_methods():
+    assert request("status") == ("status", {})
+    assert request("list") == ("list_interfaces", {})
+    assert request("allocate-interface", "web1", "--ip", "172.17.0.9") == (
+        "allocate_interface",
+        {"id": "web1", "requested_ip": "172.17.0.9"},
+    )
+    assert request("release-interface", "web1") == ("release_interface", {"id": "web1"})
+    assert request("allocate-port", "web1", "80", "--proto", "udp", "--host-port", "8080") == (
+        "allocate_port",
+        {"id": "web1", "container_port": 80, "proto": "udp", "host_port": 8080},
+    )
+    assert request("link", "add", "172.17.0.2", "172.17.0.3", "80/tcp", "53/udp") == (
+        "link",
+        {
+            "action": "add",
+            "parent_ip": "172.17.0.2",
+            "child_ip": "172.17.0.3",
+            "ports": ["80/tcp", "53/udp"],
+            "ignore_errors": False,
+        },
+    )
+    assert request("call", "status", '{"a": 1}') == ("status", {"a": 1})
+
+
+def test_call_needs_an_object():
+    with pytest.raises(ValueError):
+        request("call", "status", "[1]")
+
+
+def test_render_is_readable():
+    assert (
+        render("status", {"bridge": "docker0", "gateway": None}) == "bridge   docker0\ngateway  -"
+    )
+    table = render(
+        "list_interfaces",
+        [
+            {
+                "id": "a",
+                "ip": "172.17.0.2",
+                "mac_address": "m",
+                "ports": [
+                    {"host_ip": "0.0.0.0", "host_port": 8080, "container_port": 80, "proto": "tcp"}
+                ],
+            }
+        ],
+    )
+    assert "0.0.0.0:8080->80/tcp" in table
+    assert render("list_interfaces", []) == "no interfaces"
+
+
+def test_unreachable_daemon_exits_3(tmp_path, capsys):
+    assert main(["--socket", str(tmp_path / "absent.sock"), "status"]) == 3
+    assert "cannot reach dockernetd" in capsys.readouterr().err
