@@ -1,0 +1,141 @@
+"""Throwaway network namespaces and a daemon running in one, for the integration tests.
+
+Every namespace is made with ``ip netns add`` and deleted by the fixture that made
+it; every daemon is a child process stopped by PID.  Nothing here touches the
+network namespace the tests run in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from dockernetd.client import Client
+
+STARTUP_TIMEOUT = 20.0
+
+
+def run(*cmd: str, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({result.returncode}): {result.stderr.strip()}"
+        )
+    return result
+
+
+class Netns:
+    def __init__(self, prefix: str) -> None:
+        self.name = f"{prefix}-{os.getpid() % 100000}-{uuid.uuid4().hex[:6]}"
+        run("ip", "netns", "add", self.name)
+        self.ip("link", "set", "lo", "up")
+
+    def ip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run("ip", "-n", self.name, *args, check=check)
+
+    def ip_json(self, *args: str) -> Any:
+        return json.loads(self.ip("-j", *args).stdout or "[]")
+
+    def exec(
+        self, *cmd: str, check: bool = True, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
+        return run("ip", "netns", "exec", self.name, *cmd, check=check, timeout=timeout)
+
+    def popen(self, *cmd: str, **kwargs: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(["ip", "netns", "exec", self.name, *cmd], **kwargs)
+
+    def ipv4_addresses(self, dev: str) -> list[str]:
+        links = self.ip_json("addr", "show", "dev", dev)
+        return [
+            f"{a['local']}/{a['prefixlen']}" for a in links[0]["addr_info"] if a["family"] == "inet"
+        ]
+
+    def link(self, dev: str) -> dict[str, Any] | None:
+        found = self.ip("-j", "link", "show", "dev", dev, check=False)
+        return json.loads(found.stdout)[0] if found.returncode == 0 else None
+
+    def sysctl(self, path: str) -> str:
+        return self.exec("cat", f"/proc/sys/{path}").stdout.strip()
+
+    def delete(self) -> None:
+        run("ip", "netns", "del", self.name, check=False)
+
+
+class Daemon:
+    """One dockernetd process in a namespace, with its socket and log in a temp dir."""
+
+    def __init__(
+        self, ns: Netns, workdir: Path, args: tuple[str, ...], resolv_conf: Path, socket: str | None
+    ) -> None:
+        self.ns = ns
+        self.socket = socket or str(workdir / f"dockernetd-{uuid.uuid4().hex[:6]}.sock")
+        self.log_path = workdir / f"dockernetd-{uuid.uuid4().hex[:6]}.log"
+        self.args = ("--socket", self.socket, "--resolv-conf", str(resolv_conf), *args)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> tuple[str, ...]:
+        return (sys.executable, "-m", "dockernetd", *self.args)
+
+    def start(self) -> Daemon:
+        with open(self.log_path, "ab") as log:
+            self.proc = self.ns.popen(*self.command(), stdout=log, stderr=log)
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"dockernetd exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                with self.client() as c:
+                    c.call("status")
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"dockernetd did not answer in {STARTUP_TIMEOUT}s:\n{self.log()}")
+
+    def run_to_exit(self, timeout: float = STARTUP_TIMEOUT) -> tuple[int, str]:
+        """Run a daemon expected to refuse to start: its exit code and stderr."""
+        result = self.ns.exec(*self.command(), check=False, timeout=timeout)
+        return result.returncode, result.stderr
+
+    def client(self, timeout: float = 10.0) -> Client:
+        return Client(self.socket, timeout=timeout)
+
+    def call(self, method: str, **params: Any) -> Any:
+        with self.client() as c:
+            return c.call(method, **params)
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def attach_container(host: Netns, container: Netns, iface: dict[str, Any]) -> str:
+    """Wire a container namespace into the bridge with the interface the daemon allocated.
+
+    What a runtime does with allocate_interface's answer: a veth pair, one end in the
+    bridge, the other in the container with the given MAC, address, MTU and gateway.
+    """
+    veth = f"v{uuid.uuid4().hex[:8]}"
+    host.ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", container.name)
+    host.ip("link", "set", veth, "master", iface["bridge"], "up")
+    container.ip("link", "set", "eth0", "address", iface["mac_address"], "mtu", str(iface["mtu"]))
+    container.ip("addr", "add", f"{iface['ip']}/{iface['prefix_len']}", "dev", "eth0")
+    container.ip("link", "set", "eth0", "up")
+    container.ip("route", "add", "default", "via", iface["gateway"])
+    return veth
