@@ -3,6 +3,7 @@
 import pytest
 
 from dockernetd.client import RpcError
+
 from netns import Netns
 
 

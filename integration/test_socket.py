@@ -13,6 +13,7 @@ import time
 import pytest
 
 from dockernetd.client import Client, RpcError
+
 from netns import Netns
 
 
@@ -119,8 +120,8 @@ def test_other_users_are_refused_by_permissions(make_daemon, tmp_path):
     daemon = make_daemon()
     probe = (
         "import socket; s = socket.socket(socket.AF_UNIX);\n"
-        "try:\n s.connect(%r); print('connected')\n"
-        "except PermissionError: print('refused')" % daemon.socket
+        f"try:\n s.connect({daemon.socket!r}); print('connected')\n"
+        "except PermissionError: print('refused')"
     )
     out = subprocess.run(
         [
