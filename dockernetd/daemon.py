@@ -20,6 +20,7 @@ from .driver import init_networkdriver
 from .errors import ConfigError, StartupError
 from .jobs import OneLineFormatter
 from .kernel.worker import open_kernel_worker
+from .proxy import ProxySupervisor
 from .rpc import Dispatcher
 from .server import Server, bind_unix_socket
 from .service import Service
@@ -52,26 +53,30 @@ def setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
 
 
+SHUTDOWN_GRACE = 10.0
+
+
 async def run(config: Config) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with open_kernel_worker() as kernel:
+        async with open_kernel_worker() as kernel, trio.open_nursery() as proxies:
             if config.network_disabled:
                 log.info("networking disabled (-b none): init_networkdriver skipped")
-                network = None
+                driver = None
             else:
-                network = await init_networkdriver(config, kernel)
+                driver = await init_networkdriver(config, kernel, ProxySupervisor(proxies))
             bound = bind_unix_socket(config.socket, config.group)
             try:
+                server = Server(Dispatcher(Service(config, driver)))
                 async with trio.open_nursery() as nursery:
-                    server = Server(Dispatcher(Service(config, network)))
                     await nursery.start(server.serve, bound.sock)
                     log.info("serving JSON-RPC on %s", config.socket)
                     async for signum in signals:
                         log.info("%s: shutting down", signal.Signals(signum).name)
-                        nursery.cancel_scope.cancel()
                         break
+                    await server.shutdown(SHUTDOWN_GRACE)
             finally:
                 bound.close()
+            proxies.cancel_scope.cancel()  # every proxy closes its sockets
 
 
 if __name__ == "__main__":

@@ -1,23 +1,30 @@
 """init_networkdriver: find or create the bridge, as Docker 1.4's InitDriver did.
 
 The decisions (which address, which error) are made here; every kernel call
-goes through the kernel worker.  The firewall side of the job is added by the
-firewall module; this module covers the bridge, the allocator and ip_forward.
+goes through the kernel worker.  In Docker 1.4's order: the bridge, then (with
+--iptables) the boot rules and the nat DOCKER chain, then ip_forward, then the
+allocator over the bridge network.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from ipaddress import IPv4Interface
 
 from .config import Config
 from .errors import StartupError
 from .ipam import BadSubnet
 from .jobs import Job, run_job
+from .kernel.firewall import FirewallError
 from .kernel.netlink import LinkInfo, Netlink, enable_ip_forward
 from .kernel.worker import KernelContext, KernelWorker
+from .links import Links
 from .netutil import choose_bridge_address, nameservers, parse_cidr, random_mac
 from .network import Bridge, BridgeNetwork
+from .portmapper import PortMapper
+from .proxy import ProxySupervisor
+from .rules import boot_plan
 
 log = logging.getLogger("dockernetd.driver")
 
@@ -28,12 +35,25 @@ class _NoAddress(Exception):
     """GetIfaceAddr failed: the bridge is missing or has no IPv4 address."""
 
 
-async def init_networkdriver(config: Config, kernel: KernelWorker) -> BridgeNetwork:
-    """Run the init job: the bridge up with its address, an allocator over its network."""
+@dataclass
+class BridgeDriver:
+    """What init_networkdriver sets up and the handlers use."""
+
+    network: BridgeNetwork
+    mapper: PortMapper
+    links: Links
+
+
+async def init_networkdriver(
+    config: Config, kernel: KernelWorker, proxies: ProxySupervisor
+) -> BridgeDriver:
+    """Run the init job: bridge, boot rules, ip_forward, allocators over the network."""
     with run_job(Job("init_networkdriver", env=config.job_env())):
         try:
             address = await _bridge_address(config, kernel)
             mtu = config.mtu or await _default_mtu(kernel)
+            if config.iptables:
+                await _setup_iptables(config, address, kernel)
             if config.ip_forward:
                 await kernel.call(_enable_ip_forward)
         except OSError as exc:  # NetlinkError is an OSError
@@ -49,7 +69,20 @@ async def init_networkdriver(config: Config, kernel: KernelWorker) -> BridgeNetw
             address,
             network.ips.capacity,
         )
-        return network
+        name = config.bridge_name
+        return BridgeDriver(
+            network,
+            PortMapper(name, kernel, proxies, iptables=config.iptables),
+            Links(name, kernel),
+        )
+
+
+async def _setup_iptables(config: Config, address: IPv4Interface, kernel: KernelWorker) -> None:
+    plan = boot_plan(config.bridge_name, address.network, icc=config.icc, ip_masq=config.ip_masq)
+    try:
+        await kernel.call(lambda ctx: ctx.firewall.setup(plan))
+    except FirewallError as exc:
+        raise StartupError(f"Unable to set up iptables: {exc}") from exc
 
 
 async def _bridge_address(config: Config, kernel: KernelWorker) -> IPv4Interface:

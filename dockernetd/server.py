@@ -126,17 +126,45 @@ def peer_of(sock: trio.socket.SocketType) -> Peer | None:
 
 
 class Server:
+    """Serves one listening socket; :meth:`shutdown` drains it gracefully.
+
+    Shutdown stops accepting, lets every request already read run to its answer,
+    and closes connections that are idle; after ``grace`` seconds whatever is
+    left is cancelled.
+    """
+
     def __init__(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
+        self._accepting = trio.CancelScope()
+        self._connections: trio.Nursery | None = None
+        self._idle: set[trio.CancelScope] = set()
+        self._closing = False
 
     async def serve(
         self,
         sock: socket.socket,
         *,
-        task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
-        await trio.serve_listeners(self._connection, [listener], task_status=task_status)
+        async with trio.open_nursery() as connections:
+            self._connections = connections
+            with self._accepting:
+                await trio.serve_listeners(
+                    self._connection,
+                    [listener],
+                    handler_nursery=connections,
+                    task_status=_Started(task_status),
+                )
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop accepting; finish in-flight requests; close idle connections."""
+        self._closing = True
+        self._accepting.cancel()
+        for scope in list(self._idle):
+            scope.cancel()
+        if self._connections is not None:
+            self._connections.cancel_scope.deadline = trio.current_time() + grace
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         peer = peer_of(stream.socket)
@@ -148,11 +176,23 @@ class Server:
         except Exception:
             log.exception("connection from %s failed", peer)
 
+    async def _receive(self, stream: trio.SocketStream) -> bytes:
+        """The next bytes from the client, or b"" at EOF or once shutting down."""
+        if self._closing:
+            return b""
+        with trio.CancelScope() as idle:
+            self._idle.add(idle)
+            try:
+                return await stream.receive_some(_RECEIVE_SIZE)
+            finally:
+                self._idle.discard(idle)
+        return b""  # cancelled by shutdown while idle
+
     async def _exchange(self, stream: trio.SocketStream, peer: Peer | None) -> None:
         buffer = bytearray()
         scanned = 0  # bytes of buffer already known to hold no newline
         skipping = False  # inside a line that was too long
-        while data := await stream.receive_some(_RECEIVE_SIZE):
+        while data := await self._receive(stream):
             buffer += data
             out = []
             while (newline := buffer.find(b"\n", scanned)) >= 0:
@@ -174,3 +214,13 @@ class Server:
                 scanned = 0
             if out:
                 await stream.send_all(b"".join(out))
+
+
+class _Started:
+    """serve_listeners reports its listeners; our callers only need to know it started."""
+
+    def __init__(self, task_status: trio.TaskStatus[None]) -> None:
+        self._task_status = task_status
+
+    def started(self, value: object = None) -> None:
+        self._task_status.started()

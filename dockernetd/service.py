@@ -2,71 +2,143 @@
 
 Each public coroutine here is one method of the contract in :mod:`api`, under
 the same name; the RPC layer wraps each call in a job and turns errors into
-answers.  With ``-b none`` there is no network and every network method
-answers 1009, as Docker registered no handler at all.
+answers.  With ``-b none`` there is no driver and every network method answers
+1009, as Docker registered no handler at all.
+
+Calls about one container are serialised (a per-container lock): a release
+that is unmapping ports must not race an allocate_port for the same id.
+Calls about different containers run concurrently.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from ipaddress import IPv4Address
 from typing import Any
+
+import trio
 
 from . import __version__
 from .api import Method
 from .config import Config
+from .driver import BridgeDriver
 from .errors import MethodNotFound, NetworkDisabled
-from .network import BridgeNetwork
+from .links import ADD_ACTIONS
+
+
+class KeyedLock:
+    """One trio.Lock per key, forgotten when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[trio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (trio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
 
 
 class Service:
-    def __init__(self, config: Config, network: BridgeNetwork | None) -> None:
+    def __init__(self, config: Config, driver: BridgeDriver | None) -> None:
         self.config = config
-        self.network = network
+        self.driver = driver
+        self._containers = KeyedLock()
         self._started = time.monotonic()
 
     async def run(self, method: Method, params: dict[str, Any]) -> Any:
         """Run the handler of ``method`` with checked params."""
-        if method.needs_network and self.network is None:
+        if method.needs_network and self.driver is None:
             raise NetworkDisabled()
         handler = getattr(self, method.name, None)
         if handler is None:
             raise MethodNotFound(method.name)
         return await handler(**params)
 
-    def _network(self) -> BridgeNetwork:
-        if self.network is None:
+    def _driver(self) -> BridgeDriver:
+        if self.driver is None:
             raise NetworkDisabled()
-        return self.network
+        return self.driver
 
     async def allocate_interface(
         self, id: str, requested_ip: IPv4Address | None, requested_mac: str | None
     ) -> dict[str, Any]:
-        return self._network().allocate_interface(id, requested_ip, requested_mac)
+        network = self._driver().network
+        async with self._containers.hold(id):
+            return network.allocate_interface(id, requested_ip, requested_mac)
 
     async def release_interface(self, id: str) -> dict[str, Any]:
-        iface = self._network().release_interface(id)
+        driver = self._driver()
+        async with self._containers.hold(id):
+            iface = driver.network.interface(id, releasing=True)
+            released = []
+            for mapping in list(iface.ports):
+                await driver.mapper.unmap(iface, mapping)
+                released.append(mapping.public())
+            driver.network.release_interface(id)
+        return {"id": iface.container_id, "ip": str(iface.ip), "released_ports": released}
+
+    async def allocate_port(
+        self,
+        id: str,
+        container_port: int,
+        proto: str,
+        host_ip: IPv4Address | None,
+        host_port: int,
+    ) -> dict[str, Any]:
+        driver = self._driver()
+        async with self._containers.hold(id):
+            iface = driver.network.interface(id)
+            mapping = await driver.mapper.map(
+                iface, proto, host_ip or IPv4Address(self.config.ip), host_port, container_port
+            )
         return {
-            "id": iface.container_id,
-            "ip": str(iface.ip),
-            "released_ports": [p.public() for p in iface.ports],
+            "host_ip": mapping.host_ip,
+            "host_port": mapping.host_port,
+            "proto": mapping.proto,
+            "container_ip": str(iface.ip),
+            "container_port": mapping.container_port,
         }
 
+    async def link(
+        self,
+        action: str,
+        parent_ip: IPv4Address,
+        child_ip: IPv4Address,
+        ports: list[str],
+        ignore_errors: bool,
+    ) -> dict[str, Any]:
+        driver = self._driver()
+        if not self.config.iptables:  # --iptables=false forces --icc=true: nothing to open
+            return {"rules": 0}
+        action = "add" if action in ADD_ACTIONS else "remove"
+        return {"rules": await driver.links.link(action, parent_ip, child_ip, ports, ignore_errors)}
+
     async def list_interfaces(self) -> list[dict[str, Any]]:
-        return self._network().list_interfaces()
+        return self._driver().network.list_interfaces()
 
     async def status(self) -> dict[str, Any]:
-        network = self.network
-        address = network.bridge.address if network else None
+        driver = self.driver
+        address = driver.network.bridge.address if driver else None
         return {
             "version": __version__,
-            "bridge": network.bridge.name if network else None,
+            "bridge": driver.network.bridge.name if driver else None,
             "bridge_cidr": str(address) if address else None,
             "gateway": str(address.ip) if address else None,
-            "network_disabled": network is None,
+            "network_disabled": driver is None,
             "config": self.config.public(),
-            "interfaces": len(network.interfaces) if network else 0,
-            "port_mappings": network.port_mapping_count() if network else 0,
-            "links": 0,
+            "interfaces": len(driver.network.interfaces) if driver else 0,
+            "port_mappings": driver.network.port_mapping_count() if driver else 0,
+            "links": len(driver.links.active) if driver else 0,
             "uptime_s": round(time.monotonic() - self._started, 3),
         }

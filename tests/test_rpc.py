@@ -10,15 +10,27 @@ import trio
 from dockernetd import errors
 from dockernetd.api import METHODS, openrpc_document
 from dockernetd.config import Config
+from dockernetd.driver import BridgeDriver
 from dockernetd.jobs import Peer
+from dockernetd.links import Links
 from dockernetd.network import Bridge, BridgeNetwork
+from dockernetd.portmapper import PortMapper
 from dockernetd.rpc import MAX_BATCH, Dispatcher
 from dockernetd.service import Service
 
 
 def make_dispatcher(network: bool = True, bridge: str = "172.17.42.1/16") -> Dispatcher:
-    net = BridgeNetwork(Bridge("docker0", IPv4Interface(bridge), 1500)) if network else None
-    return Dispatcher(Service(Config(), net))
+    """A dispatcher over a real network model; the kernel parts are never reached here."""
+    driver = None
+    if network:
+        net = BridgeNetwork(Bridge("docker0", IPv4Interface(bridge), 1500))
+        unreachable = None  # allocate_port and link are tested against the kernel in integration/
+        driver = BridgeDriver(
+            net,
+            PortMapper("docker0", unreachable, unreachable, iptables=True),
+            Links("docker0", unreachable),
+        )
+    return Dispatcher(Service(Config(), driver))
 
 
 def send(dispatcher: Dispatcher, payload: Any) -> Any:
@@ -192,10 +204,37 @@ def test_positional_params_are_refused():
     assert error_of(response)[0] == -32602 and response["id"] == 3
 
 
-def test_unimplemented_methods_of_the_contract_answer_method_not_found():
+def test_allocate_port_for_an_unknown_container_is_1004():
     d = make_dispatcher()
-    call(d, "allocate_interface", id="a")
-    assert error_of(call(d, "allocate_port", id="a", container_port=80))[0] == -32601
+    assert error_of(call(d, "allocate_port", id="ghost", container_port=80)) == (
+        1004,
+        "no network information for ghost",
+        "unknown_container",
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {"action": "bogus"},
+            "Bad parameter: action must be one of add, remove, -I, -A, -D, not 'bogus'",
+        ),
+        ({"parent_ip": "x"}, "Bad parameter: parent_ip 'x' is not an IPv4 address"),
+        (
+            {"ports": ["80/sctp"]},
+            "Bad parameter: ports[0] '80/sctp' does not match ^[0-9]{1,5}(/(tcp|udp))?$",
+        ),
+        ({"ports": ["0/tcp"]}, "Bad parameter: ports '0/tcp': port must be 1-65535"),
+        ({"ports": "80"}, "Bad parameter: ports must be an array, not string"),
+    ],
+)
+def test_link_params_are_checked_before_any_change(params, message):
+    d = make_dispatcher()
+    base = {"action": "add", "parent_ip": "172.17.0.2", "child_ip": "172.17.0.3", "ports": ["80"]}
+    response = call(d, "link", **{**base, **params})
+    assert response["error"]["code"] == -32602
+    assert response["error"]["message"] == message
 
 
 @pytest.mark.parametrize(

@@ -19,19 +19,37 @@ from typing import Any, TypeVar
 import outcome
 import trio
 
+from .conntrack import ConntrackTable
+from .firewall import Firewall
 from .netlink import Netlink
 
 T = TypeVar("T")
 
 
 class KernelContext:
-    """The handles the worker thread owns, opened in that thread."""
+    """The handles the worker thread owns, opened in that thread when first needed."""
 
     def __init__(self) -> None:
         self.netlink = Netlink()
+        self._firewall: Firewall | None = None
+        self._conntrack: ConntrackTable | None = None
+
+    @property
+    def firewall(self) -> Firewall:
+        if self._firewall is None:
+            self._firewall = Firewall()
+        return self._firewall
+
+    @property
+    def conntrack(self) -> ConntrackTable:
+        if self._conntrack is None:
+            self._conntrack = ConntrackTable()
+        return self._conntrack
 
     def close(self) -> None:
         self.netlink.close()
+        if self._conntrack is not None:
+            self._conntrack.close()
 
 
 _Job = tuple[Callable[..., Any], tuple[Any, ...], trio.lowlevel.TrioToken, Callable[..., None]]

@@ -1,0 +1,205 @@
+"""iptables through python-iptables: apply, index and delete :class:`~dockernetd.rules.Rule`.
+
+python-iptables writes the *legacy* x_tables (``iptables-legacy-save`` shows what it
+did), is not thread-safe (only the kernel worker may call this module), and
+rewrites a whole table on every commit; so every operation here is one commit per
+table, changes that belong together are batched into it, and a failure rolls the
+batch back: the kernel never keeps half an operation.  The rules this daemon added
+are indexed in memory, so no operation scans a chain to find them.  Commits hold
+``/run/xtables.lock``, as ``iptables -w`` does, so they do not race the iptables
+command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import sysconfig
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from ..rules import DOCKER_CHAIN, FILTER, NAT, OWNER_TAG, STALE_JUMPS, BootPlan, Rule
+
+XTABLES_LOCK = "/run/xtables.lock"
+LOCK_TIMEOUT = 10.0
+_RULE_FIELDS = {
+    "-s": "src",
+    "-d": "dst",
+    "-i": "in_interface",
+    "-o": "out_interface",
+    "-p": "protocol",
+}
+
+
+class FirewallError(Exception):
+    """iptables refused a change; nothing of the change is left in the kernel."""
+
+
+def xtables_libdir() -> str | None:
+    """Where the xtables extensions live, so importing iptc need not run ldconfig."""
+    multiarch = sysconfig.get_config_var("MULTIARCH") or ""
+    for candidate in (f"/usr/lib/{multiarch}/xtables", "/usr/lib/xtables", "/usr/lib64/xtables"):
+        if os.path.isdir(candidate):
+            return candidate
+    return None
+
+
+class Firewall:
+    def __init__(self) -> None:
+        if "XTABLES_LIBDIR" not in os.environ and (libdir := xtables_libdir()):
+            os.environ["XTABLES_LIBDIR"] = libdir
+        import iptc  # 250 ms and a C library with global state: only here, only in the worker
+
+        self._iptc = iptc
+        self._tables = {NAT: iptc.Table(iptc.Table.NAT), FILTER: iptc.Table(iptc.Table.FILTER)}
+        for table in self._tables.values():
+            table.autocommit = False  # we commit once per operation
+            table.refresh()
+        #: every rule this daemon has in the kernel; the source of truth for deletes
+        self.owned: set[Rule] = set()
+
+    # -- boot ---------------------------------------------------------------------------
+
+    def setup(self, plan: BootPlan) -> None:
+        """Docker 1.4's setupIPTables and DOCKER chain, without duplicating anything.
+
+        Also deletes every rule a previous run tagged as its own: Docker 1.x leaked
+        its per-port FORWARD rules across restarts.
+        """
+        with self._commit(NAT, FILTER):
+            for rule in plan.absent:
+                self._delete_if_present(rule)
+            for rule in self._tagged(FILTER, "FORWARD"):
+                self._chain(FILTER, "FORWARD").delete_rule(rule)
+            for rule in plan.present:
+                if not self._present(rule):
+                    self._chain(rule.table, rule.chain).insert_rule(self._build(rule))
+            nat = self._tables[NAT]
+            if nat.is_chain(DOCKER_CHAIN):  # jumps to it can only exist if it does
+                for rule in STALE_JUMPS:
+                    self._delete_if_present(rule)
+                self._chain(NAT, DOCKER_CHAIN).flush()
+            else:
+                nat.create_chain(DOCKER_CHAIN)
+            for rule in plan.jumps:
+                self._chain(rule.table, rule.chain).append_rule(self._build(rule))
+        self.owned.clear()
+
+    # -- per operation ------------------------------------------------------------------
+
+    def apply(self, insert: Sequence[Rule] = (), delete: Sequence[Rule] = ()) -> None:
+        """Insert rules at the top of their chains and delete owned ones, all or nothing.
+
+        The changes of each table go in one commit.  If a later table's commit fails,
+        the earlier tables are put back as they were before raising FirewallError.
+        """
+        done: list[str] = []
+        tables = sorted({r.table for r in (*insert, *delete)})
+        try:
+            for table in tables:
+                with self._commit(table):
+                    self._change(table, insert, delete)
+                done.append(table)
+        except FirewallError:
+            for table in done:  # undo: the inverse change of what was committed
+                with contextlib.suppress(FirewallError), self._commit(table):
+                    self._change(table, insert=delete, delete=insert)
+            raise
+        self.owned.difference_update(delete)
+        self.owned.update(insert)
+
+    def _change(self, table: str, insert: Sequence[Rule], delete: Sequence[Rule]) -> None:
+        for rule in delete:
+            if rule.table == table:
+                self._chain(table, rule.chain).delete_rule(self._build(rule))
+        for rule in insert:
+            if rule.table == table:
+                self._chain(table, rule.chain).insert_rule(self._build(rule))
+
+    # -- helpers ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _commit(self, *tables: str) -> Iterator[None]:
+        """Make the changes of the block, then commit them; discard them on any error."""
+        try:
+            with _xtables_lock():
+                yield
+                for name in tables:
+                    self._tables[name].commit()
+        except (self._iptc.IPTCError, self._iptc.xtables.XTablesError, OSError) as exc:
+            raise FirewallError(_reason(exc)) from exc
+        finally:
+            for name in tables:
+                self._tables[name].refresh()  # after a failure: drop what was not committed
+
+    def _chain(self, table: str, chain: str) -> Any:
+        return self._iptc.Chain(self._tables[table], chain)
+
+    def _build(self, rule: Rule) -> Any:
+        """An iptc.Rule from save-form arguments (only the forms rules.py writes)."""
+        built = self._iptc.Rule()
+        part: Any = None  # the match or target that --options belong to
+        negate = False
+        args = iter(rule.args)
+        for arg in args:
+            if arg == "!":
+                negate = True
+                continue
+            value = next(args)
+            if arg in _RULE_FIELDS:
+                setattr(built, _RULE_FIELDS[arg], f"!{value}" if negate else value)
+            elif arg == "-m":
+                part = built.create_match(value)
+            elif arg == "-j":
+                part = built.create_target(value)
+            else:
+                part.set_parameter(arg[2:], value)
+            negate = False
+        built.final_check()  # fills in what iptables would (MASQUERADE's range count)
+        return built
+
+    def _present(self, rule: Rule) -> bool:
+        """A scan of the chain: for boot only, never per operation."""
+        built = self._build(rule)
+        return any(existing == built for existing in self._chain(rule.table, rule.chain).rules)
+
+    def _delete_if_present(self, rule: Rule) -> None:
+        if self._present(rule):
+            self._chain(rule.table, rule.chain).delete_rule(self._build(rule))
+
+    def _tagged(self, table: str, chain: str) -> Iterable[Any]:
+        """Rules of a chain whose comment says a dockernetd owns them."""
+        found = []
+        for rule in self._chain(table, chain).rules:
+            for match in rule.matches:
+                if match.name == "comment" and str(match.comment).startswith(OWNER_TAG):
+                    found.append(rule)
+        return found
+
+
+@contextlib.contextmanager
+def _xtables_lock() -> Iterator[None]:
+    fd = os.open(XTABLES_LOCK, os.O_RDONLY | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + LOCK_TIMEOUT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise FirewallError(
+                        f"another app is holding the xtables lock ({XTABLES_LOCK})"
+                    ) from None
+                time.sleep(0.01)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _reason(exc: BaseException) -> str:
+    """iptc's message without its bytes reprs: "can't commit: Resource temporarily unavailable"."""
+    return re.sub(r"b'([^']*)'", r"\1", str(exc)) or type(exc).__name__

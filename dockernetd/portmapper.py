@@ -1,0 +1,147 @@
+"""Publishing container ports: host port, proxy, DNAT and FORWARD rules, as one step.
+
+Docker 1.4's portmapper, reordered so that a failure is cheaper and leaves
+nothing behind: the host port is taken from the allocator, the proxy binds it
+(proving the kernel agrees it is free), then the two rules go in as one commit.
+Each step registers its undo; if a later step fails, the earlier ones are undone
+in reverse order, so a failed ``allocate_port`` leaves no port, rule or proxy.
+A dynamic port whose bind fails is released and the next one tried, up to 10
+times, as in 1.4.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Any
+
+import trio
+
+from .errors import FirewallFailed, ProxyFailed
+from .kernel.firewall import FirewallError
+from .kernel.worker import KernelContext, KernelWorker
+from .network import Interface, PortMapping
+from .ports import PortAllocator
+from .proxy import Proxy, ProxyError, ProxySupervisor
+from .rules import mapping_rules
+
+log = logging.getLogger("dockernetd.portmapper")
+
+MAX_ALLOCATED_PORT_ATTEMPTS = 10
+
+
+@dataclass(frozen=True)
+class _Key:
+    host_ip: str
+    host_port: int
+    proto: str
+
+
+class PortMapper:
+    def __init__(
+        self,
+        bridge: str,
+        kernel: KernelWorker,
+        proxies: ProxySupervisor,
+        *,
+        iptables: bool,
+    ) -> None:
+        self.bridge = bridge
+        self.ports = PortAllocator()
+        self._kernel = kernel
+        self._proxies = proxies
+        self._iptables = iptables
+        self._running: dict[_Key, Proxy] = {}
+
+    async def map(
+        self,
+        iface: Interface,
+        proto: str,
+        host_ip: IPv4Address,
+        host_port: int,
+        container_port: int,
+    ) -> PortMapping:
+        """Publish ``container_port`` of ``iface`` on ``host_ip:host_port`` (0: dynamic)."""
+        attempts = 1 if host_port else MAX_ALLOCATED_PORT_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._map_once(iface, proto, host_ip, host_port, container_port)
+            except ProxyError as exc:
+                failure = ProxyFailed(f"Error starting userland proxy: {exc}")
+                if host_port:
+                    log.info("Failed to allocate and map port %d: %s", host_port, exc)
+                else:
+                    log.info("Failed to allocate and map port: %s, retry: %d", exc, attempt)
+        raise failure
+
+    async def _map_once(
+        self,
+        iface: Interface,
+        proto: str,
+        host_ip: IPv4Address,
+        host_port: int,
+        container_port: int,
+    ) -> PortMapping:
+        async with contextlib.AsyncExitStack() as undo:
+            port = self.ports.request(str(host_ip), proto, host_port)
+            undo.callback(self.ports.release, str(host_ip), proto, port)
+            proxy = await self._proxies.start(proto, host_ip, port, iface.ip, container_port)
+            undo.push_async_callback(_shielded, proxy.stop)
+            rules = mapping_rules(
+                self.bridge, iface.container_id, proto, host_ip, port, iface.ip, container_port
+            )
+            if self._iptables:
+                if proto == "udp":  # a remapped port must not keep its old flows
+                    await self._kernel.call(_forget_udp, host_ip, port)
+                await self._firewall(lambda ctx: ctx.firewall.apply(insert=rules))
+            mapping = PortMapping(str(host_ip), port, proto, container_port)
+            self._running[_Key(str(host_ip), port, proto)] = proxy
+            iface.ports.append(mapping)
+            undo.pop_all()
+            return mapping
+
+    async def unmap(self, iface: Interface, mapping: PortMapping) -> None:
+        """Stop the proxy, delete both rules, free the port; rule errors are only logged."""
+        key = _Key(mapping.host_ip, mapping.host_port, mapping.proto)
+        proxy = self._running.pop(key)
+        await _shielded(proxy.stop)
+        host_ip = IPv4Address(mapping.host_ip)
+        if self._iptables:
+            rules = mapping_rules(
+                self.bridge,
+                iface.container_id,
+                mapping.proto,
+                host_ip,
+                mapping.host_port,
+                iface.ip,
+                mapping.container_port,
+            )
+            try:
+                await self._firewall(lambda ctx: ctx.firewall.apply(delete=rules))
+            except FirewallFailed as exc:
+                log.warning("Error on iptables delete: %s", exc.message)
+            if mapping.proto == "udp":
+                await self._kernel.call(_forget_udp, host_ip, mapping.host_port)
+        self.ports.release(mapping.host_ip, mapping.proto, mapping.host_port)
+        iface.ports.remove(mapping)
+
+    async def _firewall(self, change: Callable[[KernelContext], None]) -> None:
+        try:
+            await self._kernel.call(change)
+        except FirewallError as exc:
+            raise FirewallFailed(f"iptables: {exc}") from exc
+
+
+def _forget_udp(ctx: KernelContext, host_ip: IPv4Address, host_port: int) -> None:
+    forgotten = ctx.conntrack.forget_udp(host_ip, host_port)
+    if forgotten:
+        log.info("forgot %d udp conntrack entries of %s:%d", forgotten, host_ip, host_port)
+
+
+async def _shielded(fn: Callable[[], Awaitable[Any]]) -> None:
+    """Undo steps run even while the call is being cancelled (daemon shutdown)."""
+    with trio.CancelScope(shield=True):
+        await fn()

@@ -1,0 +1,192 @@
+"""The userland proxy: published ports relayed to containers, inside the daemon.
+
+Docker 1.x started one ``docker-proxy`` process per published port (1,000 ports:
+1,000 processes, gigabytes of RSS).  Here each mapping is one trio task in the
+daemon's proxy nursery, holding one listening socket:
+
+* TCP: each accepted client gets a connection to the container and two pumps,
+  one per direction; when one side sends EOF the other side's write half is
+  shut down (half-close), and a reset on either side ends both.
+* UDP: each client (ip, port) gets its own connected socket to the container and
+  a reply task that sends the container's answers back through the host socket;
+  a flow idle for 90 s is forgotten; ECONNREFUSED (nothing listening in the
+  container yet) is ignored, as Docker did.
+
+The proxy is what answers on 127.0.0.1 (the nat OUTPUT jump skips loopback) and
+the guard of the host port: the socket is bound before any rule points at it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import socket
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from typing import Any
+
+import trio
+
+log = logging.getLogger("dockernetd.proxy")
+
+UDP_CONNTRACK_TIMEOUT = 90.0
+UDP_BUFFER = 65507
+TCP_CHUNK = 65536
+DIAL_TIMEOUT = 10.0
+_ACCEPT_RETRY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+
+
+class ProxyError(Exception):
+    """The proxy could not bind its host port; the text is Go's ``listen`` error."""
+
+
+@dataclass
+class Proxy:
+    proto: str
+    host_ip: IPv4Address
+    host_port: int
+    container_ip: IPv4Address
+    container_port: int
+    _scope: trio.CancelScope = field(default_factory=trio.CancelScope, repr=False)
+    _stopped: trio.Event = field(default_factory=trio.Event, repr=False)
+
+    @property
+    def backend(self) -> tuple[str, int]:
+        return str(self.container_ip), self.container_port
+
+    def bind(self) -> socket.socket:
+        kind = socket.SOCK_STREAM if self.proto == "tcp" else socket.SOCK_DGRAM
+        sock = socket.socket(socket.AF_INET, kind)
+        try:
+            if self.proto == "tcp":  # as Go's net.Listen: rebind past TIME_WAIT
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((str(self.host_ip), self.host_port))
+            if self.proto == "tcp":
+                sock.listen(512)
+        except OSError as exc:
+            sock.close()
+            reason = (exc.strerror or str(exc)).lower()
+            raise ProxyError(
+                f"listen {self.proto} {self.host_ip}:{self.host_port}: bind: {reason}"
+            ) from None
+        sock.setblocking(False)
+        return sock
+
+    async def serve(
+        self, sock: socket.socket, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Relay until stopped; the socket is closed when this returns."""
+        tsock = trio.socket.from_stdlib_socket(sock)
+        try:
+            with self._scope, tsock:
+                task_status.started()
+                if self.proto == "tcp":
+                    await self._serve_tcp(tsock)
+                else:
+                    await self._serve_udp(tsock)
+        finally:
+            self._stopped.set()
+
+    async def stop(self) -> None:
+        """Stop relaying, close every socket of this proxy, and return once they are closed."""
+        self._scope.cancel()
+        await self._stopped.wait()
+
+    # -- TCP ----------------------------------------------------------------------------
+
+    async def _serve_tcp(self, tsock: Any) -> None:
+        async with trio.open_nursery() as connections:
+            while True:
+                try:
+                    conn, _ = await tsock.accept()
+                except OSError as exc:
+                    if exc.errno not in _ACCEPT_RETRY_ERRNOS:
+                        raise
+                    log.warning("proxy %s: accept: %s; retrying", self, exc.strerror)
+                    await trio.sleep(0.1)
+                    continue
+                connections.start_soon(self._relay_tcp, trio.SocketStream(conn))
+
+    async def _relay_tcp(self, client: trio.SocketStream) -> None:
+        async with client:
+            try:
+                with trio.fail_after(DIAL_TIMEOUT):
+                    backend = await trio.open_tcp_stream(*self.backend)
+            except (OSError, trio.TooSlowError) as exc:
+                log.warning("Can't forward traffic to backend tcp/%s:%d: %s", *self.backend, exc)
+                return
+            async with backend, trio.open_nursery() as pumps:
+                pumps.start_soon(_pump, client, backend, pumps.cancel_scope)
+                pumps.start_soon(_pump, backend, client, pumps.cancel_scope)
+
+    # -- UDP ----------------------------------------------------------------------------
+
+    async def _serve_udp(self, tsock: Any) -> None:
+        flows: dict[tuple[str, int], Any] = {}
+        async with trio.open_nursery() as replies:
+            while True:
+                data, client = await tsock.recvfrom(UDP_BUFFER)
+                flow = flows.get(client)
+                if flow is None:
+                    flow = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    try:
+                        await flow.connect(self.backend)
+                    except OSError as exc:
+                        flow.close()
+                        log.warning("Can't proxy a datagram to udp/%s:%d: %s", *self.backend, exc)
+                        continue
+                    flows[client] = flow
+                    replies.start_soon(self._udp_replies, tsock, flow, client, flows)
+                with contextlib.suppress(ConnectionRefusedError):  # an earlier datagram's ICMP
+                    await flow.send(data)
+
+    async def _udp_replies(
+        self, tsock: Any, flow: Any, client: tuple[str, int], flows: dict[tuple[str, int], Any]
+    ) -> None:
+        try:
+            while True:
+                with trio.move_on_after(UDP_CONNTRACK_TIMEOUT) as idle:
+                    try:
+                        data = await flow.recv(UDP_BUFFER)
+                    except ConnectionRefusedError:
+                        continue  # nothing listening in the container yet
+                    await tsock.sendto(data, client)
+                if idle.cancelled_caught:
+                    break
+        except OSError as exc:
+            log.debug("udp flow %s to %s:%d ended: %s", client, *self.backend, exc)
+        finally:
+            flows.pop(client, None)
+            flow.close()
+
+
+async def _pump(src: trio.SocketStream, dst: trio.SocketStream, pair: trio.CancelScope) -> None:
+    """Copy one direction; EOF becomes a half-close, a broken side ends both directions."""
+    try:
+        while data := await src.receive_some(TCP_CHUNK):
+            await dst.send_all(data)
+        await dst.send_eof()
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        pair.cancel()
+
+
+class ProxySupervisor:
+    """Starts and stops proxies as tasks of one nursery that lives as long as the daemon."""
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+
+    async def start(
+        self,
+        proto: str,
+        host_ip: IPv4Address,
+        host_port: int,
+        container_ip: IPv4Address,
+        container_port: int,
+    ) -> Proxy:
+        """Bind the host port (ProxyError if it cannot) and start relaying."""
+        proxy = Proxy(proto, host_ip, host_port, container_ip, container_port)
+        sock = proxy.bind()
+        await self._nursery.start(proxy.serve, sock)
+        return proxy

@@ -1,0 +1,216 @@
+"""Docker 1.4's iptables rules, as data.
+
+Theory of operation: every rule the daemon ever writes is a :class:`Rule` made
+here — a table, a chain and its arguments exactly as ``iptables-save`` prints
+them after ``-A <chain>`` — so the firewall adapter only has to apply, index and
+delete them, and the tests can compare the planner's output and the kernel's
+``iptables-save`` line for line.
+
+The rules are Docker 1.4's (``setupIPTables``, ``iptables.Forward``, the link
+handler) with one addition: every per-mapping and per-link rule carries a
+comment match, ``dockernetd:<container id>`` or ``dockernetd:link``, so that a
+restart or a cleanup finds exactly the rules it owns (Docker 1.x leaked its
+FORWARD accept rules across restarts).  Boot rules carry no tag: they are
+Docker's own and shared with anything that expects them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+
+NAT = "nat"
+FILTER = "filter"
+DOCKER_CHAIN = "DOCKER"
+OWNER_TAG = "dockernetd:"
+LINK_TAG = OWNER_TAG + "link"
+
+
+@dataclass(frozen=True)
+class Rule:
+    table: str
+    chain: str
+    args: tuple[str, ...]
+
+    def save_line(self) -> str:
+        """The rule as ``iptables-save`` prints it."""
+        return " ".join(["-A", self.chain, *(_quote(a) for a in self.args)])
+
+    @property
+    def owner(self) -> str | None:
+        """The comment tag of a rule this daemon owns, if it has one."""
+        if "--comment" in self.args:
+            comment = self.args[self.args.index("--comment") + 1]
+            if comment.startswith(OWNER_TAG):
+                return comment
+        return None
+
+
+def _quote(arg: str) -> str:
+    return f'"{arg}"' if arg.startswith(OWNER_TAG) else arg
+
+
+@dataclass(frozen=True)
+class BootPlan:
+    """init_networkdriver's firewall side, in Docker 1.4's order.
+
+    ``absent`` rules are deleted if present (the opposite icc rule); each of
+    ``present`` is inserted at the top of its chain if it is not there yet; then
+    the nat DOCKER chain is recreated empty with ``jumps`` appended.
+    """
+
+    absent: tuple[Rule, ...]
+    present: tuple[Rule, ...]
+    jumps: tuple[Rule, ...]
+
+
+def boot_plan(bridge: str, network: IPv4Network, *, icc: bool, ip_masq: bool) -> BootPlan:
+    present = []
+    if ip_masq:
+        present.append(
+            Rule(NAT, "POSTROUTING", ("-s", str(network), "!", "-o", bridge, "-j", "MASQUERADE"))
+        )
+    accept = Rule(FILTER, "FORWARD", ("-i", bridge, "-o", bridge, "-j", "ACCEPT"))
+    drop = Rule(FILTER, "FORWARD", ("-i", bridge, "-o", bridge, "-j", "DROP"))
+    present.append(accept if icc else drop)
+    present.append(Rule(FILTER, "FORWARD", ("-i", bridge, "!", "-o", bridge, "-j", "ACCEPT")))
+    present.append(
+        Rule(
+            FILTER,
+            "FORWARD",
+            ("-o", bridge, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"),
+        )
+    )
+    return BootPlan(absent=(drop if icc else accept,), present=tuple(present), jumps=DOCKER_JUMPS)
+
+
+#: Local traffic to published ports goes through DOCKER; loopback is left to the proxy.
+DOCKER_JUMPS = (
+    Rule(NAT, "PREROUTING", ("-m", "addrtype", "--dst-type", "LOCAL", "-j", DOCKER_CHAIN)),
+    Rule(
+        NAT,
+        "OUTPUT",
+        ("!", "-d", "127.0.0.0/8", "-m", "addrtype", "--dst-type", "LOCAL", "-j", DOCKER_CHAIN),
+    ),
+)
+
+#: What Docker's RemoveExistingChain deleted before recreating DOCKER: today's jumps and
+#: the older forms ("versions <= 0.1.6").
+STALE_JUMPS = (
+    *DOCKER_JUMPS,
+    Rule(NAT, "OUTPUT", ("-m", "addrtype", "--dst-type", "LOCAL", "-j", DOCKER_CHAIN)),
+    Rule(NAT, "PREROUTING", ("-j", DOCKER_CHAIN)),
+    Rule(NAT, "OUTPUT", ("-j", DOCKER_CHAIN)),
+)
+
+
+def mapping_rules(
+    bridge: str,
+    container_id: str,
+    proto: str,
+    host_ip: IPv4Address,
+    host_port: int,
+    container_ip: IPv4Address,
+    container_port: int,
+) -> tuple[Rule, Rule]:
+    """The DNAT rule in nat DOCKER and the FORWARD accept rule of one published port."""
+    tag = ("-m", "comment", "--comment", OWNER_TAG + container_id)
+    destination = () if host_ip.packed == bytes(4) else ("-d", f"{host_ip}/32")
+    dnat = Rule(
+        NAT,
+        DOCKER_CHAIN,
+        (
+            *destination,
+            "!",
+            "-i",
+            bridge,
+            "-p",
+            proto,
+            "-m",
+            proto,
+            "--dport",
+            str(host_port),
+            *tag,
+            "-j",
+            "DNAT",
+            "--to-destination",
+            f"{container_ip}:{container_port}",
+        ),
+    )
+    forward = Rule(
+        FILTER,
+        "FORWARD",
+        (
+            "-d",
+            f"{container_ip}/32",
+            "!",
+            "-i",
+            bridge,
+            "-o",
+            bridge,
+            "-p",
+            proto,
+            "-m",
+            proto,
+            "--dport",
+            str(container_port),
+            *tag,
+            "-j",
+            "ACCEPT",
+        ),
+    )
+    return dnat, forward
+
+
+def link_rules(
+    bridge: str, parent: IPv4Address, child: IPv4Address, proto: str, port: int
+) -> tuple[Rule, Rule]:
+    """Parent to child's port, and the child's answers back (Docker inserts both with -I)."""
+    tag = ("-m", "comment", "--comment", LINK_TAG)
+    to_child = Rule(
+        FILTER,
+        "FORWARD",
+        (
+            "-s",
+            f"{parent}/32",
+            "-d",
+            f"{child}/32",
+            "-i",
+            bridge,
+            "-o",
+            bridge,
+            "-p",
+            proto,
+            "-m",
+            proto,
+            "--dport",
+            str(port),
+            *tag,
+            "-j",
+            "ACCEPT",
+        ),
+    )
+    to_parent = Rule(
+        FILTER,
+        "FORWARD",
+        (
+            "-s",
+            f"{child}/32",
+            "-d",
+            f"{parent}/32",
+            "-i",
+            bridge,
+            "-o",
+            bridge,
+            "-p",
+            proto,
+            "-m",
+            proto,
+            "--sport",
+            str(port),
+            *tag,
+            "-j",
+            "ACCEPT",
+        ),
+    )
+    return to_child, to_parent

@@ -1,0 +1,39 @@
+"""A TCP or UDP server for the tests: answers every message with ``<tag>:<message>``.
+
+Run inside a container namespace: ``python echo_server.py tcp|udp PORT TAG``.
+It prints "ready" once it listens, and serves until killed.
+"""
+
+import socket
+import sys
+import threading
+
+
+def serve_tcp(port: int, tag: bytes) -> None:
+    server = socket.create_server(("0.0.0.0", port), reuse_port=False)
+    print("ready", flush=True)
+    while True:
+        conn, _ = server.accept()
+        threading.Thread(target=answer_tcp, args=(conn, tag), daemon=True).start()
+
+
+def answer_tcp(conn: socket.socket, tag: bytes) -> None:
+    with conn:
+        data = b""
+        while chunk := conn.recv(65536):  # read to EOF: proves the half-close got through
+            data += chunk
+        conn.sendall(tag + b":" + data)
+
+
+def serve_udp(port: int, tag: bytes) -> None:
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("0.0.0.0", port))
+    print("ready", flush=True)
+    while True:
+        data, client = server.recvfrom(65535)
+        server.sendto(tag + b":" + data, client)
+
+
+if __name__ == "__main__":
+    proto, port, tag = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode()
+    (serve_tcp if proto == "tcp" else serve_udp)(port, tag)
