@@ -1,5 +1,6 @@
 import os
 import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -59,3 +60,13 @@ def make_daemon(host: Netns, tmp_path: Path, resolv_conf: Path) -> Iterator[Call
     for daemon in started:
         if daemon.proc is not None:
             daemon.stop()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[str]]]:
+    """Helper processes a test starts (servers in containers); killed by PID afterwards."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:
+        proc.kill()
+        proc.wait()

@@ -1,4 +1,7 @@
-"""A TCP or UDP server for the tests: answers every message with ``<tag>:<message>``.
+"""A TCP or UDP server for the tests: answers ``<tag>:<client ip>:<message>``.
+
+The client IP tells a test which path a packet took: DNAT keeps the real client's
+address, the userland proxy shows up as the bridge's gateway.
 
 Run inside a container namespace: ``python echo_server.py tcp|udp PORT TAG``.
 It prints "ready" once it listens, and serves until killed.
@@ -13,16 +16,16 @@ def serve_tcp(port: int, tag: bytes) -> None:
     server = socket.create_server(("0.0.0.0", port), reuse_port=False)
     print("ready", flush=True)
     while True:
-        conn, _ = server.accept()
-        threading.Thread(target=answer_tcp, args=(conn, tag), daemon=True).start()
+        conn, client = server.accept()
+        threading.Thread(target=answer_tcp, args=(conn, client, tag), daemon=True).start()
 
 
-def answer_tcp(conn: socket.socket, tag: bytes) -> None:
+def answer_tcp(conn: socket.socket, client: tuple[str, int], tag: bytes) -> None:
     with conn:
         data = b""
         while chunk := conn.recv(65536):  # read to EOF: proves the half-close got through
             data += chunk
-        conn.sendall(tag + b":" + data)
+        conn.sendall(b":".join([tag, client[0].encode(), data]))
 
 
 def serve_udp(port: int, tag: bytes) -> None:
@@ -31,7 +34,7 @@ def serve_udp(port: int, tag: bytes) -> None:
     print("ready", flush=True)
     while True:
         data, client = server.recvfrom(65535)
-        server.sendto(tag + b":" + data, client)
+        server.sendto(b":".join([tag, client[0].encode(), data]), client)
 
 
 if __name__ == "__main__":

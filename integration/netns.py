@@ -20,6 +20,7 @@ from typing import Any
 from dockernetd.client import Client
 
 STARTUP_TIMEOUT = 20.0
+HERE = Path(__file__).resolve().parent
 
 
 def run(*cmd: str, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -139,3 +140,61 @@ def attach_container(host: Netns, container: Netns, iface: dict[str, Any]) -> st
     container.ip("link", "set", "eth0", "up")
     container.ip("route", "add", "default", "via", iface["gateway"])
     return veth
+
+
+def start_echo_server(ns: Netns, proto: str, port: int, tag: str) -> subprocess.Popen[str]:
+    """A TCP/UDP server in ``ns`` answering ``tag:client-ip:message``; the caller stops it."""
+    proc = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            ns.name,
+            sys.executable,
+            str(HERE / "echo_server.py"),
+            proto,
+            str(port),
+            tag,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def probe(
+    ns: Netns,
+    proto: str,
+    host: str,
+    port: int,
+    message: str = "ping",
+    *,
+    source_port: int = 0,
+    timeout: float = 3.0,
+) -> str:
+    """Send ``message`` from ``ns``; the answer, or ``ERR <reason>``."""
+    args = [proto, host, str(port), message] + ([str(source_port)] if source_port else [])
+    result = subprocess.run(
+        ["ip", "netns", "exec", ns.name, sys.executable, str(HERE / "probe.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout + 20,
+        env={**os.environ, "PROBE_TIMEOUT": str(timeout)},
+    )
+    return result.stdout.strip()
+
+
+def iptables_rules(ns: Netns) -> dict[str, list[str]]:
+    """nat and filter as iptables-legacy-save prints them: chains (no counters) and rules."""
+    saved = ns.exec("iptables-legacy-save").stdout
+    tables: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in saved.splitlines():
+        if line.startswith("*"):
+            current = tables.setdefault(line[1:], [])
+        elif line.startswith(":"):
+            current.append(line.rsplit(" ", 1)[0])  # drop the [packets:bytes] counters
+        elif line.startswith("-A"):
+            current.append(line)
+    return {name: tables.get(name, []) for name in ("nat", "filter")}

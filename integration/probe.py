@@ -4,10 +4,11 @@
 ``ERR <reason>`` and exits 1.  TCP sends the message, half-closes, and reads to EOF.
 """
 
+import os
 import socket
 import sys
 
-TIMEOUT = 3.0
+TIMEOUT = float(os.environ.get("PROBE_TIMEOUT", "3"))
 
 
 def main() -> int:

@@ -57,7 +57,6 @@ class Firewall:
         self._tables = {NAT: iptc.Table(iptc.Table.NAT), FILTER: iptc.Table(iptc.Table.FILTER)}
         for table in self._tables.values():
             table.autocommit = False  # we commit once per operation
-            table.refresh()
         #: every rule this daemon has in the kernel; the source of truth for deletes
         self.owned: set[Rule] = set()
 
@@ -123,17 +122,21 @@ class Firewall:
 
     @contextlib.contextmanager
     def _commit(self, *tables: str) -> Iterator[None]:
-        """Make the changes of the block, then commit them; discard them on any error."""
+        """Read the tables afresh, make the changes of the block, commit them.
+
+        Reading first means changes made by others since our last commit are seen
+        (and kept); a failure anywhere leaves the kernel as it was, and what was not
+        committed is dropped at the next read.
+        """
         try:
             with _xtables_lock():
+                for name in tables:
+                    self._tables[name].refresh()
                 yield
                 for name in tables:
                     self._tables[name].commit()
         except (self._iptc.IPTCError, self._iptc.xtables.XTablesError, OSError) as exc:
             raise FirewallError(_reason(exc)) from exc
-        finally:
-            for name in tables:
-                self._tables[name].refresh()  # after a failure: drop what was not committed
 
     def _chain(self, table: str, chain: str) -> Any:
         return self._iptc.Chain(self._tables[table], chain)

@@ -1,0 +1,308 @@
+"""The firewall side, port mapping and links, proven with real packets.
+
+Topology, every part a throwaway namespace: the daemon's "host"; "containers"
+joined to its bridge by veth with the address allocate_interface gave; and an
+"outside" host on 192.0.2.0/24 behind the host's up0 (192.0.2.1), which has no
+route to the bridge network, so it can only be reached through MASQUERADE and
+can only reach containers through DNAT.
+"""
+
+import pytest
+
+from dockernetd.client import RpcError
+from netns import Netns, attach_container, iptables_rules, probe, start_echo_server
+
+HOST_UPLINK = "192.0.2.1"
+OUTSIDE = "192.0.2.2"
+
+BOOT_NAT = [
+    ":PREROUTING ACCEPT",
+    ":INPUT ACCEPT",
+    ":OUTPUT ACCEPT",
+    ":POSTROUTING ACCEPT",
+    ":DOCKER -",
+    "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER",
+    "-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER",
+]
+MASQUERADE = "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE"
+FILTER_CHAINS = [":INPUT ACCEPT", ":FORWARD ACCEPT", ":OUTPUT ACCEPT"]
+BOOT_FORWARD = [
+    "-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+    "-A FORWARD -i docker0 ! -o docker0 -j ACCEPT",
+]
+
+
+def expected_boot(icc: bool, ip_masq: bool) -> dict[str, list[str]]:
+    nat = BOOT_NAT + ([MASQUERADE] if ip_masq else [])
+    icc_rule = f"-A FORWARD -i docker0 -o docker0 -j {'ACCEPT' if icc else 'DROP'}"
+    return {"nat": nat, "filter": [*FILTER_CHAINS, *BOOT_FORWARD, icc_rule]}
+
+
+@pytest.fixture
+def outside(host: Netns, make_netns) -> Netns:
+    ns = make_netns("dnd-out")
+    host.ip("link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", ns.name)
+    host.ip("addr", "add", f"{HOST_UPLINK}/24", "dev", "up0")
+    host.ip("link", "set", "up0", "up")
+    ns.ip("addr", "add", f"{OUTSIDE}/24", "dev", "eth0")
+    ns.ip("link", "set", "eth0", "up")
+    return ns
+
+
+@pytest.fixture
+def container(host: Netns, make_netns):
+    """A container namespace wired to the bridge with its allocated interface."""
+
+    def make(daemon, container_id: str) -> tuple[Netns, dict]:
+        ns = make_netns("dnd-c")
+        iface = daemon.call("allocate_interface", id=container_id)
+        attach_container(host, ns, iface)
+        return ns, iface
+
+    return make
+
+
+@pytest.mark.parametrize(
+    ("flags", "icc", "ip_masq"),
+    [
+        ((), True, True),
+        (("--icc=false",), False, True),
+        (("--ip-masq=false",), True, False),
+        (("--icc=false", "--ip-masq=false"), False, False),
+    ],
+)
+def test_boot_rules_are_dockers_exactly_and_survive_a_restart(
+    host, make_daemon, flags, icc, ip_masq
+):
+    make_daemon(*flags).stop()
+    assert iptables_rules(host) == expected_boot(icc, ip_masq)
+    make_daemon(*flags)
+    assert iptables_rules(host) == expected_boot(icc, ip_masq)
+
+
+def test_switching_icc_replaces_the_opposite_rule(host, make_daemon):
+    make_daemon("--icc=false").stop()
+    make_daemon("--icc=true")
+    # as Docker: the DROP is deleted and the ACCEPT inserted at the top (-I)
+    assert iptables_rules(host)["filter"] == [
+        *FILTER_CHAINS, "-A FORWARD -i docker0 -o docker0 -j ACCEPT", *BOOT_FORWARD
+    ]
+
+
+def test_iptables_false_writes_no_rule(host, make_daemon):
+    make_daemon("--iptables=false")
+    assert iptables_rules(host) == {"nat": [], "filter": []}  # not even a table was loaded
+
+
+def test_a_container_reaches_the_outside_through_masquerade(host, outside, make_daemon, container):
+    daemon = make_daemon()
+    ns, _ = container(daemon, "web")
+    ns.exec("ping", "-c", "1", "-W", "3", OUTSIDE)
+
+
+def test_without_masquerade_the_outside_cannot_answer(host, outside, make_daemon, container):
+    daemon = make_daemon("--ip-masq=false")
+    ns, _ = container(daemon, "web")
+    assert ns.exec("ping", "-c", "1", "-W", "1", OUTSIDE, check=False).returncode != 0
+
+
+def test_published_ports_through_dnat_and_through_the_proxy(
+    host, outside, make_daemon, container, processes
+):
+    daemon = make_daemon()
+    ns, iface = container(daemon, "web")
+    processes.append(start_echo_server(ns, "tcp", 80, "web"))
+    processes.append(start_echo_server(ns, "udp", 53, "dns"))
+    tcp = daemon.call("allocate_port", id="web", container_port=80, host_port=8080)
+    udp = daemon.call("allocate_port", id="web", container_port=53, proto="udp")
+    assert tcp == {
+        "host_ip": "0.0.0.0",
+        "host_port": 8080,
+        "proto": "tcp",
+        "container_ip": iface["ip"],
+        "container_port": 80,
+    }
+    assert (udp["host_port"], udp["proto"]) == (49153, "udp")
+    gateway = iface["gateway"]
+    # from outside: DNAT, the container sees the real client
+    assert probe(outside, "tcp", HOST_UPLINK, 8080, "hello") == f"web:{OUTSIDE}:hello"
+    assert probe(outside, "udp", HOST_UPLINK, 49153, "q") == f"dns:{OUTSIDE}:q"
+    # from the host to loopback: the userland proxy, the container sees the gateway
+    assert probe(host, "tcp", "127.0.0.1", 8080, "hi") == f"web:{gateway}:hi"
+    assert probe(host, "udp", "127.0.0.1", 49153, "q2") == f"dns:{gateway}:q2"
+    rules = iptables_rules(host)
+    assert (
+        '-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -m comment --comment "dockernetd:web" '
+        "-j DNAT --to-destination 172.17.0.2:80"
+    ) in rules["nat"]
+    assert (
+        "-A FORWARD -d 172.17.0.2/32 ! -i docker0 -o docker0 -p udp -m udp --dport 53 -m comment "
+        '--comment "dockernetd:web" -j ACCEPT'
+    ) in rules["filter"]
+
+
+def test_a_port_held_twice_or_by_another_process(host, make_daemon, container, processes):
+    daemon = make_daemon()
+    container(daemon, "web")
+    daemon.call("allocate_port", id="web", container_port=80, host_port=8080)
+    with pytest.raises(RpcError) as exc:
+        daemon.call("allocate_port", id="web", container_port=81, host_port=8080)
+    assert (exc.value.code, exc.value.message) == (
+        1005,
+        "Bind for 0.0.0.0:8080 failed: port is already allocated",
+    )
+    # another process holds 49153 in the host namespace: the dynamic mapping moves on
+    processes.append(start_echo_server(host, "tcp", 49153, "squatter"))
+    moved = daemon.call("allocate_port", id="web", container_port=80)
+    assert moved["host_port"] == 49154
+    assert (
+        "Failed to allocate and map port: listen tcp 0.0.0.0:49153: bind: address already in use, retry: 1"
+        in daemon.log()
+    )
+    # and an explicit request for a port another process holds is 1007
+    with pytest.raises(RpcError) as exc:
+        daemon.call("allocate_port", id="web", container_port=80, host_port=49153)
+    assert exc.value.code == 1007
+    assert exc.value.message == (
+        "Error starting userland proxy: listen tcp 0.0.0.0:49153: bind: address already in use"
+    )
+    assert [p["host_port"] for p in daemon.call("list_interfaces")[0]["ports"]] == [8080, 49154]
+
+
+def test_specific_host_ip(host, outside, make_daemon, container, processes):
+    daemon = make_daemon()
+    ns, _ = container(daemon, "web")
+    processes.append(start_echo_server(ns, "tcp", 80, "web"))
+    daemon.call("allocate_port", id="web", container_port=80, host_ip=HOST_UPLINK, host_port=8080)
+    assert probe(outside, "tcp", HOST_UPLINK, 8080, "x") == f"web:{OUTSIDE}:x"
+    assert (
+        f"-A DOCKER -d {HOST_UPLINK}/32 ! -i docker0 -p tcp -m tcp --dport 8080 -m comment "
+        '--comment "dockernetd:web" -j DNAT --to-destination 172.17.0.2:80'
+    ) in iptables_rules(host)["nat"]
+    assert probe(host, "tcp", "127.0.0.1", 8080).startswith("ERR")  # bound to 192.0.2.1 only
+
+
+def test_icc_false_isolates_until_linked(host, make_daemon, container, processes):
+    daemon = make_daemon("--icc=false")
+    a, ia = container(daemon, "a")
+    b, ib = container(daemon, "b")
+    processes.append(start_echo_server(b, "tcp", 80, "b80"))
+    processes.append(start_echo_server(b, "tcp", 81, "b81"))
+    assert probe(a, "tcp", ib["ip"], 80, timeout=1).startswith("ERR")
+    link = {"parent_ip": ia["ip"], "child_ip": ib["ip"], "ports": ["80/tcp"]}
+    assert daemon.call("link", action="add", **link) == {"rules": 2}
+    assert daemon.call("link", action="add", **link) == {"rules": 0}  # idempotent
+    assert probe(a, "tcp", ib["ip"], 80, "hi") == f"b80:{ia['ip']}:hi"
+    assert probe(a, "tcp", ib["ip"], 81, timeout=1).startswith("ERR")
+    forward = iptables_rules(host)["filter"]
+    assert forward[3:5] == [
+        "-A FORWARD -s 172.17.0.3/32 -d 172.17.0.2/32 -i docker0 -o docker0 -p tcp -m tcp --sport 80 "
+        '-m comment --comment "dockernetd:link" -j ACCEPT',
+        "-A FORWARD -s 172.17.0.2/32 -d 172.17.0.3/32 -i docker0 -o docker0 -p tcp -m tcp --dport 80 "
+        '-m comment --comment "dockernetd:link" -j ACCEPT',
+    ]
+    assert forward[-1] == "-A FORWARD -i docker0 -o docker0 -j DROP"
+    assert daemon.call("status")["links"] == 1
+    assert daemon.call("link", action="remove", **link) == {"rules": 2}
+    assert probe(a, "tcp", ib["ip"], 80, timeout=1).startswith("ERR")
+    assert iptables_rules(host) == expected_boot(icc=False, ip_masq=True)
+    with pytest.raises(RpcError) as exc:
+        daemon.call("link", action="-D", **link)
+    assert exc.value.code == 1008
+    assert daemon.call("link", action="-D", ignore_errors=True, **link) == {"rules": 0}
+
+
+def test_release_frees_port_rules_and_proxy(host, make_daemon, container, processes):
+    daemon = make_daemon()
+    ns, _ = container(daemon, "web")
+    processes.append(start_echo_server(ns, "tcp", 80, "web"))
+    daemon.call("allocate_port", id="web", container_port=80, host_port=8080)
+    daemon.call("allocate_port", id="web", container_port=80, proto="udp", host_port=8080)
+    released = daemon.call("release_interface", id="web")["released_ports"]
+    assert {(p["host_port"], p["proto"]) for p in released} == {(8080, "tcp"), (8080, "udp")}
+    assert iptables_rules(host) == expected_boot(icc=True, ip_masq=True)
+    assert probe(host, "tcp", "127.0.0.1", 8080).startswith("ERR")
+    with pytest.raises(RpcError) as exc:
+        daemon.call("release_interface", id="web")
+    assert exc.value.code == 1004
+    container(daemon, "other")
+    assert (
+        daemon.call("allocate_port", id="other", container_port=80, host_port=8080)["host_port"]
+        == 8080
+    )
+
+
+def test_a_firewall_failure_leaves_nothing_behind(host, make_daemon, container):
+    daemon = make_daemon()
+    container(daemon, "web")
+    # break the firewall behind the daemon's back: its DOCKER chain is gone
+    for jump in (
+        "PREROUTING -m addrtype --dst-type LOCAL -j DOCKER",
+        "OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER",
+    ):
+        host.exec("iptables-legacy", "-t", "nat", "-D", *jump.split())
+    host.exec("iptables-legacy", "-t", "nat", "-X", "DOCKER")
+    with pytest.raises(RpcError) as exc:
+        daemon.call("allocate_port", id="web", container_port=80, host_port=8080)
+    assert exc.value.code == 1008 and exc.value.message.startswith("iptables: ")
+    assert daemon.call("list_interfaces")[0]["ports"] == []
+    assert not any("dockernetd:" in r for r in iptables_rules(host)["filter"])
+    assert probe(host, "tcp", "127.0.0.1", 8080).startswith("ERR")  # no proxy left listening
+    assert daemon.call("status")["port_mappings"] == 0
+    host.exec("iptables-legacy", "-t", "nat", "-N", "DOCKER")
+    assert (
+        daemon.call("allocate_port", id="web", container_port=80, host_port=8080)["host_port"]
+        == 8080
+    )
+
+
+def test_unknown_container(make_daemon):
+    daemon = make_daemon()
+    with pytest.raises(RpcError) as exc:
+        daemon.call("allocate_port", id="ghost", container_port=80)
+    assert (exc.value.code, exc.value.message) == (1004, "no network information for ghost")
+
+
+def test_iptables_false_publishes_through_the_proxy_only(host, make_daemon, container, processes):
+    daemon = make_daemon("--iptables=false")
+    ns, iface = container(daemon, "web")
+    processes.append(start_echo_server(ns, "tcp", 80, "web"))
+    daemon.call("allocate_port", id="web", container_port=80, host_port=8080)
+    assert probe(host, "tcp", "127.0.0.1", 8080, "p") == f"web:{iface['gateway']}:p"
+    assert iptables_rules(host) == {"nat": [], "filter": []}
+
+
+def test_udp_remap_is_not_stuck_on_the_old_container(
+    host, outside, make_daemon, container, processes
+):
+    daemon = make_daemon()
+    a, _ = container(daemon, "a")
+    b, _ = container(daemon, "b")
+    processes.append(start_echo_server(a, "udp", 53, "A"))
+    processes.append(start_echo_server(b, "udp", 53, "B"))
+    daemon.call("allocate_port", id="a", container_port=53, proto="udp", host_port=5353)
+    assert probe(outside, "udp", HOST_UPLINK, 5353, "1", source_port=40000) == f"A:{OUTSIDE}:1"
+    daemon.call("release_interface", id="a")
+    daemon.call("allocate_port", id="b", container_port=53, proto="udp", host_port=5353)
+    # same client port: without the conntrack cleanup this still went to A
+    assert probe(outside, "udp", HOST_UPLINK, 5353, "2", source_port=40000) == f"B:{OUTSIDE}:2"
+
+
+def test_restart_removes_the_rules_a_killed_daemon_left(host, make_daemon, container):
+    import signal
+
+    daemon = make_daemon()
+    container(daemon, "web")
+    daemon.call("allocate_port", id="web", container_port=80, host_port=8080)
+    daemon.stop(signal.SIGKILL)
+    assert any("dockernetd:web" in r for r in iptables_rules(host)["filter"])
+    make_daemon()
+    assert iptables_rules(host) == expected_boot(icc=True, ip_masq=True)
+
+
+def test_sigterm_closes_the_proxies(host, make_daemon, container):
+    daemon = make_daemon()
+    container(daemon, "web")
+    daemon.call("allocate_port", id="web", container_port=80, host_port=8080)
+    assert daemon.stop() == 0
+    assert probe(host, "tcp", "127.0.0.1", 8080).startswith("ERR")
