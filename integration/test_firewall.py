@@ -10,6 +10,7 @@ can only reach containers through DNAT.
 import pytest
 
 from dockernetd.client import RpcError
+
 from netns import Netns, attach_container, iptables_rules, probe, start_echo_server
 
 HOST_UPLINK = "192.0.2.1"
@@ -85,7 +86,9 @@ def test_switching_icc_replaces_the_opposite_rule(host, make_daemon):
     make_daemon("--icc=true")
     # as Docker: the DROP is deleted and the ACCEPT inserted at the top (-I)
     assert iptables_rules(host)["filter"] == [
-        *FILTER_CHAINS, "-A FORWARD -i docker0 -o docker0 -j ACCEPT", *BOOT_FORWARD
+        *FILTER_CHAINS,
+        "-A FORWARD -i docker0 -o docker0 -j ACCEPT",
+        *BOOT_FORWARD,
     ]
 
 
