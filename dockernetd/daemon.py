@@ -35,12 +35,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dockernetd: {exc}", file=sys.stderr)
         return 2
     setup_logging(config.log_level)
+    refused: list[BaseException] = []
     try:
         trio.run(run, config)
-    except StartupError as exc:
-        print(f"dockernetd: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    except* StartupError as group:  # raised inside nurseries, so it arrives grouped
+        refused = _leaves(group)
+    for reason in refused:
+        print(f"dockernetd: {reason}", file=sys.stderr)
+    return 1 if refused else 0
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    return [
+        leaf
+        for exc in group.exceptions
+        for leaf in (_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    ]
 
 
 def setup_logging(level: str) -> None:
