@@ -36,15 +36,6 @@ class Rule:
         """The rule as ``iptables-save`` prints it."""
         return " ".join(["-A", self.chain, *(_quote(a) for a in self.args)])
 
-    @property
-    def owner(self) -> str | None:
-        """The comment tag of a rule this daemon owns, if it has one."""
-        if "--comment" in self.args:
-            comment = self.args[self.args.index("--comment") + 1]
-            if comment.startswith(OWNER_TAG):
-                return comment
-        return None
-
 
 def _quote(arg: str) -> str:
     return f'"{arg}"' if arg.startswith(OWNER_TAG) else arg

@@ -309,3 +309,38 @@ def test_sigterm_closes_the_proxies(host, make_daemon, container):
     daemon.call("allocate_port", id="web", container_port=80, host_port=8080)
     assert daemon.stop() == 0
     assert probe(host, "tcp", "127.0.0.1", 8080).startswith("ERR")
+
+
+def test_udp_proxy_survives_a_container_not_listening_yet(host, make_daemon, container, processes):
+    daemon = make_daemon()
+    ns, iface = container(daemon, "dns")
+    daemon.call("allocate_port", id="dns", container_port=53, proto="udp", host_port=5353)
+    # nothing listens yet: the container answers ICMP port unreachable to the proxy
+    assert probe(host, "udp", "127.0.0.1", 5353, "early", source_port=41000, timeout=1).startswith(
+        "ERR"
+    )
+    processes.append(start_echo_server(ns, "udp", 53, "dns"))
+    answer = probe(host, "udp", "127.0.0.1", 5353, "late", source_port=41000)
+    assert answer == f"dns:{iface['gateway']}:late"
+
+
+def test_sigterm_with_idle_clients_connected_exits_promptly(make_daemon):
+    import socket
+    import time
+
+    daemon = make_daemon()
+    idle = []
+    for _ in range(5):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(daemon.socket)
+        idle.append(s)
+    started = time.monotonic()
+    assert daemon.stop() == 0
+    assert time.monotonic() - started < 5  # idle connections are closed, not waited for
+    for s in idle:
+        try:
+            assert s.recv(1) == b""  # closed by the daemon...
+        except ConnectionResetError:
+            pass  # ...or never accepted before the listener closed
+        s.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import re
 import sysconfig
@@ -22,6 +23,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from ..rules import DOCKER_CHAIN, FILTER, NAT, OWNER_TAG, STALE_JUMPS, BootPlan, Rule
+
+log = logging.getLogger("dockernetd.firewall")
 
 XTABLES_LOCK = "/run/xtables.lock"
 LOCK_TIMEOUT = 10.0
@@ -109,6 +112,10 @@ class Firewall:
             raise
         self.owned.difference_update(delete)
         self.owned.update(insert)
+        for rule in delete:
+            log.debug("iptables -t %s -D %s", rule.table, rule.save_line()[3:])
+        for rule in insert:
+            log.debug("iptables -t %s -I %s", rule.table, rule.save_line()[3:])
 
     def _change(self, table: str, insert: Sequence[Rule], delete: Sequence[Rule]) -> None:
         for rule in delete:
