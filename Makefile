@@ -4,11 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Debian's interpreter: a systemd unit can reach it (pyenv's lives under /root).
 SYSTEM_PYTHON := $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
-APT_PACKAGES := gcc libc6-dev python3-dev python3-venv pkg-config libsystemd-dev iptables iproute2 iputils-ping
+APT_PACKAGES := gcc libc6-dev python3-dev python3-venv pkg-config libsystemd-dev iptables iproute2 \
+                iputils-ping systemd
 STAMP := $(VENV)/.installed
 SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
 
-.PHONY: install apt-deps run demo lint test unit integration clean
+.PHONY: install apt-deps run demo lint test unit integration clean systemd-units install-systemd
 
 install: apt-deps $(STAMP)
 
@@ -36,6 +37,17 @@ run: install
 
 demo: install
 	bash contrib/demo.sh
+
+# The units for this checkout (its .venv), in build/systemd/.
+systemd-units: install
+	bash contrib/systemd/render.sh . build/systemd
+
+# Installs the units on this machine (it does not start them): then
+# `systemctl enable --now dockernetd.socket`. Flags go in /etc/default/dockernetd.
+install-systemd: systemd-units
+	install -m 0644 build/systemd/dockernetd.service build/systemd/dockernetd.socket /etc/systemd/system/
+	test -e /etc/default/dockernetd || install -m 0644 contrib/systemd/dockernetd.default /etc/default/dockernetd
+	systemctl daemon-reload
 
 lint: install
 	$(VENV)/bin/ruff check dockernetd tests integration

@@ -32,6 +32,7 @@ FILE_KEYS: dict[str, tuple[str, type]] = {
     "icc": ("icc", bool),
     "ip": ("ip", str),
     "mtu": ("mtu", int),
+    "log-level": ("log_level", str),
 }
 
 
@@ -111,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="config_file",
         metavar="PATH",
         help="JSON file with Docker daemon.json keys: bridge, bip, fixed-cidr, iptables, "
-        "ip-forward, ip-masq, icc, ip, mtu; a key may not also be given as a flag",
+        "ip-forward, ip-masq, icc, ip, mtu, log-level; a key may not also be given as a flag; "
+        "SIGHUP re-reads it and applies log-level",
     )
     p.add_argument("--log-level", dest="log_level", choices=LOG_LEVELS, help="(default: info)")
     p.add_argument(

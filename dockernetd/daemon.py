@@ -3,10 +3,18 @@
 Exit codes: 0 after SIGTERM/SIGINT, 1 when the daemon cannot start (init
 failed, socket busy), 2 for bad flags or config file.  Errors are one line
 on stderr, never a traceback.
+
+Under systemd (``contrib/systemd``): the socket may come from socket
+activation; READY=1 is sent once init_networkdriver succeeded and the socket
+is served, STATUS= as the counts change, WATCHDOG=1 from the trio loop (so a
+stuck loop gets the daemon restarted), STOPPING=1 on shutdown.  SIGHUP
+re-reads the flags and config file and applies the log level; anything else
+that changed needs a restart, and the daemon says so.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import sys
@@ -22,26 +30,33 @@ from .jobs import OneLineFormatter
 from .kernel.worker import open_kernel_worker
 from .proxy import ProxySupervisor
 from .rpc import Dispatcher
-from .server import Server, bind_unix_socket
+from .server import BoundSocket, Server, bind_unix_socket
 from .service import Service
+from .systemd import JournalHandler, Notifier, activated_socket, stderr_is_journal
 
 log = logging.getLogger("dockernetd")
 
+SHUTDOWN_GRACE = 10.0
+STATUS_PERIOD = 5.0
+
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         config = parse_args(argv)
     except ConfigError as exc:
         print(f"dockernetd: {exc}", file=sys.stderr)
+        Notifier().send(f"STATUS=bad configuration: {exc}")
         return 2
     setup_logging(config.log_level)
     refused: list[BaseException] = []
     try:
-        trio.run(run, config)
+        trio.run(run, config, argv)
     except* StartupError as group:  # raised inside nurseries, so it arrives grouped
         refused = _leaves(group)
     for reason in refused:
         print(f"dockernetd: {reason}", file=sys.stderr)
+        Notifier().send(f"STATUS=failed to start: {reason}")  # shown by systemctl status
     return 1 if refused else 0
 
 
@@ -54,39 +69,94 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 
 
 def setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(OneLineFormatter())
+    if stderr_is_journal():
+        handler: logging.Handler = JournalHandler()
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(OneLineFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    set_log_level(level)
+
+
+def set_log_level(level: str) -> None:
+    root = logging.getLogger()
     root.setLevel(level.upper())
     for noisy in ("pyroute2", "asyncio"):  # their debug output is per netlink message
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
 
 
-SHUTDOWN_GRACE = 10.0
-
-
-async def run(config: Config) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+async def run(config: Config, argv: Sequence[str] = ()) -> None:
+    notifier = Notifier()
+    handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    with trio.open_signal_receiver(*handled) as signals:
         async with open_kernel_worker() as kernel, trio.open_nursery() as proxies:
             if config.network_disabled:
                 log.info("networking disabled (-b none): init_networkdriver skipped")
                 driver = None
             else:
                 driver = await init_networkdriver(config, kernel, ProxySupervisor(proxies))
-            bound = bind_unix_socket(config.socket, config.group)
+            listening = _listen(config)
             try:
-                server = Server(Dispatcher(Service(config, driver)))
+                service = Service(config, driver)
+                server = Server(Dispatcher(service))
                 async with trio.open_nursery() as nursery:
-                    await nursery.start(server.serve, bound.sock)
-                    log.info("serving JSON-RPC on %s", config.socket)
+                    await nursery.start(server.serve, listening.sock)
+                    log.info("serving JSON-RPC on %s", listening.path)
+                    notifier.send("READY=1", f"STATUS={service.summary()}")
+                    if notifier.enabled:
+                        nursery.start_soon(_inform_systemd, notifier, service)
                     async for signum in signals:
+                        if signum == signal.SIGHUP:
+                            _reload(config, argv)
+                            continue
                         log.info("%s: shutting down", signal.Signals(signum).name)
                         break
+                    notifier.send("STOPPING=1")
                     await server.shutdown(SHUTDOWN_GRACE)
+                    nursery.cancel_scope.cancel()
             finally:
-                bound.close()
+                listening.close()
             proxies.cancel_scope.cancel()  # every proxy closes its sockets
+
+
+def _listen(config: Config) -> BoundSocket:
+    sock = activated_socket()
+    if sock is None:
+        return bind_unix_socket(config.socket, config.group)
+    return BoundSocket(sock, sock.getsockname(), inode=None)  # systemd owns the file
+
+
+async def _inform_systemd(notifier: Notifier, service: Service) -> None:
+    """WATCHDOG=1 from the trio loop itself, and STATUS= whenever the counts changed."""
+    watchdog = notifier.watchdog_interval()
+    period = min(watchdog or STATUS_PERIOD, STATUS_PERIOD)
+    last = ""
+    while True:
+        if watchdog:
+            notifier.send("WATCHDOG=1")
+        status = service.summary()
+        if status != last:
+            notifier.send(f"STATUS={status}")
+            last = status
+        await trio.sleep(period)
+
+
+def _reload(running: Config, argv: Sequence[str]) -> None:
+    try:
+        fresh = parse_args(argv)
+    except ConfigError as exc:
+        log.error("SIGHUP: configuration not reloaded: %s", exc)
+        return
+    set_log_level(fresh.log_level)
+    changed = [
+        f.name
+        for f in dataclasses.fields(Config)
+        if f.name != "log_level" and getattr(fresh, f.name) != getattr(running, f.name)
+    ]
+    if changed:
+        log.warning("SIGHUP: %s changed; restart dockernetd to apply", ", ".join(changed))
+    log.info("SIGHUP: configuration reloaded, log level %s", fresh.log_level)
 
 
 if __name__ == "__main__":

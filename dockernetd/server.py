@@ -55,13 +55,13 @@ _TOO_LONG = (
 class BoundSocket:
     sock: socket.socket
     path: str
-    inode: int  # of the socket file, to tell it from a successor's at exit
+    inode: int | None  # of the file we bound, to tell it from a successor's; None: not ours
 
     def close(self) -> None:
-        """Close the socket and unlink its file, if the file is still ours."""
+        """Close the socket and unlink its file, if we made it and it is still ours."""
         self.sock.close()
         with contextlib.suppress(OSError):
-            if os.stat(self.path).st_ino == self.inode:
+            if self.inode is not None and os.stat(self.path).st_ino == self.inode:
                 os.unlink(self.path)
 
 
@@ -139,6 +139,7 @@ class Server:
         self._connections: trio.Nursery | None = None
         self._idle: set[trio.CancelScope] = set()
         self._closing = False
+        self._stopped = trio.Event()
 
     async def serve(
         self,
@@ -147,24 +148,28 @@ class Server:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
-        async with trio.open_nursery() as connections:
-            self._connections = connections
-            with self._accepting:
-                await trio.serve_listeners(
-                    self._connection,
-                    [listener],
-                    handler_nursery=connections,
-                    task_status=_Started(task_status),
-                )
+        try:
+            async with trio.open_nursery() as connections:
+                self._connections = connections
+                with self._accepting:
+                    await trio.serve_listeners(
+                        self._connection,
+                        [listener],
+                        handler_nursery=connections,
+                        task_status=_Started(task_status),
+                    )
+        finally:
+            self._stopped.set()
 
     async def shutdown(self, grace: float) -> None:
-        """Stop accepting; finish in-flight requests; close idle connections."""
+        """Stop accepting; finish in-flight requests; close idle connections; return when done."""
         self._closing = True
         self._accepting.cancel()
         for scope in list(self._idle):
             scope.cancel()
         if self._connections is not None:
             self._connections.cancel_scope.deadline = trio.current_time() + grace
+        await self._stopped.wait()
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         peer = peer_of(stream.socket)

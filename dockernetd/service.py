@@ -124,6 +124,16 @@ class Service:
         action = "add" if action in ADD_ACTIONS else "remove"
         return {"rules": await driver.links.link(action, parent_ip, child_ip, ports, ignore_errors)}
 
+    def summary(self) -> str:
+        """One line for systemd's STATUS=: "docker0 172.17.42.1/16, 3 interfaces, 5 ports"."""
+        if self.driver is None:
+            return "networking disabled (-b none)"
+        network = self.driver.network
+        return (
+            f"{network.bridge.name} {network.bridge.address}, "
+            f"{len(network.interfaces)} interfaces, {network.port_mapping_count()} ports"
+        )
+
     async def list_interfaces(self) -> list[dict[str, Any]]:
         return self._driver().network.list_interfaces()
 

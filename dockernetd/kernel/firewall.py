@@ -192,7 +192,10 @@ class Firewall:
 
 @contextlib.contextmanager
 def _xtables_lock() -> Iterator[None]:
-    fd = os.open(XTABLES_LOCK, os.O_RDONLY | os.O_CREAT, 0o600)
+    fd = _open_lock_file()
+    if fd is None:
+        yield
+        return
     try:
         deadline = time.monotonic() + LOCK_TIMEOUT
         while True:
@@ -208,6 +211,25 @@ def _xtables_lock() -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+_lock_warned = False
+
+
+def _open_lock_file() -> int | None:
+    """The lock file, read-only is enough for flock; None if it cannot exist here."""
+    global _lock_warned
+    try:
+        return os.open(XTABLES_LOCK, os.O_RDONLY)
+    except FileNotFoundError:
+        pass
+    try:
+        return os.open(XTABLES_LOCK, os.O_RDONLY | os.O_CREAT, 0o600)
+    except OSError as exc:  # e.g. a read-only /run under ProtectSystem=strict
+        if not _lock_warned:
+            log.warning("not taking %s: %s", XTABLES_LOCK, exc.strerror)
+            _lock_warned = True
+        return None
 
 
 def _reason(exc: BaseException) -> str:
