@@ -19,6 +19,7 @@ import os
 import socket
 import stat
 import struct
+from collections import Counter
 from dataclasses import dataclass
 
 import trio
@@ -30,24 +31,25 @@ from .rpc import Dispatcher
 log = logging.getLogger("dockernetd.server")
 
 MAX_LINE = 1 << 20  # 1 MiB: the longest request line the daemon reads
+MAX_CONNECTIONS = 4096  # open at once, all clients together
+MAX_PER_PROCESS = 256  # open at once by one client process (SO_PEERCRED pid)
 _RECEIVE_SIZE = 65536
-_TOO_LONG = (
-    json.dumps(
-        {
-            "jsonrpc": "2.0",
-            "error": {
-                "code": -32600,
-                "message": "Invalid request",
-                "data": {
-                    "error": "invalid_request",
-                    "detail": f"line longer than {MAX_LINE} bytes",
-                },
-            },
-            "id": None,
-        },
-        separators=(",", ":"),
-    ).encode()
-    + b"\n"
+
+
+def _error_line(code: int, message: str, name: str, detail: str) -> bytes:
+    error = {"code": code, "message": message, "data": {"error": name, "detail": detail}}
+    response = {"jsonrpc": "2.0", "error": error, "id": None}
+    return json.dumps(response, separators=(",", ":")).encode() + b"\n"
+
+
+_TOO_MANY = _error_line(
+    -32000,
+    "Server error",
+    "too_many_connections",
+    f"at most {MAX_PER_PROCESS} connections per process, {MAX_CONNECTIONS} in all",
+)
+_TOO_LONG = _error_line(
+    -32600, "Invalid request", "invalid_request", f"line longer than {MAX_LINE} bytes"
 )
 
 
@@ -86,7 +88,7 @@ def bind_unix_socket(path: str, group: str) -> BoundSocket:
         os.umask(old_umask)
     os.chown(path, -1, gid)
     os.chmod(path, 0o660)
-    sock.listen(128)
+    sock.listen(1024)
     return BoundSocket(sock, path, os.stat(path).st_ino)
 
 
@@ -140,6 +142,8 @@ class Server:
         self._idle: set[trio.CancelScope] = set()
         self._closing = False
         self._stopped = trio.Event()
+        self._open = 0
+        self._per_process: Counter[int] = Counter()
 
     async def serve(
         self,
@@ -173,6 +177,15 @@ class Server:
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         peer = peer_of(stream.socket)
+        owner = peer.pid if peer else -1
+        if self._open >= MAX_CONNECTIONS or self._per_process[owner] >= MAX_PER_PROCESS:
+            log.warning("refused a connection from %s: too many connections", peer)
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                async with stream:
+                    await stream.send_all(_TOO_MANY)
+            return
+        self._open += 1
+        self._per_process[owner] += 1
         try:
             async with stream:
                 await self._exchange(stream, peer)
@@ -180,6 +193,11 @@ class Server:
             pass  # the client went away; its unanswered requests die with it
         except Exception:
             log.exception("connection from %s failed", peer)
+        finally:
+            self._open -= 1
+            self._per_process[owner] -= 1
+            if not self._per_process[owner]:
+                del self._per_process[owner]
 
     async def _receive(self, stream: trio.SocketStream) -> bytes:
         """The next bytes from the client, or b"" at EOF or once shutting down."""

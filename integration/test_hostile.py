@@ -1,0 +1,156 @@
+"""Hostile input against a real daemon: fuzzed requests, and a client hoarding connections."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dockernetd.server import MAX_PER_PROCESS
+
+FUZZ_EXAMPLES = 10_000
+METHODS = [
+    "allocate_interface",
+    "release_interface",
+    "allocate_port",
+    "link",
+    "status",
+    "list_interfaces",
+    "rpc.discover",
+    "nope",
+    "",
+]
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=40),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+# A call the contract must refuse: a real method with an unknown param among possibly valid ones.
+invalid_calls = st.builds(
+    lambda method, params, junk, request_id: {
+        "jsonrpc": "2.0",
+        "method": method,
+        "id": request_id,
+        "params": {**params, f"fuzz_{junk}": 1},
+    },
+    st.sampled_from(METHODS),
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "id",
+                "requested_ip",
+                "container_port",
+                "proto",
+                "host_ip",
+                "host_port",
+                "action",
+                "ports",
+                "parent_ip",
+            ]
+        ),
+        json_values,
+        max_size=4,
+    ),
+    st.text(alphabet="abcdefghij", min_size=1, max_size=6),
+    st.integers(0, 10**6) | st.text(max_size=10),
+)
+malformed = st.one_of(
+    json_values.map(json.dumps),  # any JSON that is not a request
+    st.binary(max_size=300).map(lambda b: b.replace(b"\n", b" ").decode("latin-1")),
+    invalid_calls.map(json.dumps),
+    st.lists(invalid_calls | json_values, min_size=0, max_size=5).map(json.dumps),  # batches
+    invalid_calls.map(lambda c: json.dumps({**c, "jsonrpc": "1.0"})),
+    st.integers(1, 300).map(lambda n: "[" * n),
+)
+
+
+def test_fuzzed_requests_get_answers_and_change_nothing(make_daemon):
+    daemon = make_daemon()
+    with daemon.client() as c:
+        c.call("allocate_interface", id="keep")
+        before = c.call("list_interfaces")
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(10)
+    conn.connect(daemon.socket)
+    reader = conn.makefile("rb")
+    counter = iter(range(10**9))
+
+    @settings(
+        max_examples=FUZZ_EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(malformed)
+    def exchange(line: str) -> None:
+        sentinel = f"sentinel-{next(counter)}"
+        conn.sendall(line.encode("utf-8", "surrogateescape") + b"\n")
+        conn.sendall(
+            json.dumps({"jsonrpc": "2.0", "method": "status", "id": sentinel}).encode() + b"\n"
+        )
+        while True:
+            answer = json.loads(reader.readline())
+            for response in answer if isinstance(answer, list) else [answer]:
+                assert response["jsonrpc"] == "2.0"
+                assert ("result" in response) != ("error" in response)
+                if "error" in response:
+                    assert isinstance(response["error"]["code"], int)
+                    assert isinstance(response["error"]["data"]["error"], str)
+            if isinstance(answer, dict) and answer.get("id") == sentinel:
+                return
+
+    exchange()
+    conn.close()
+    assert daemon.proc.poll() is None
+    assert daemon.call("list_interfaces") == before
+    assert "Traceback" not in daemon.log()
+
+
+def connect(path: str) -> socket.socket:
+    """A connection, waiting while the listen backlog is full (EAGAIN on Unix sockets)."""
+    deadline = time.monotonic() + 10
+    while True:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(path)
+        except BlockingIOError:
+            s.close()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+            continue
+        s.settimeout(10)
+        return s
+
+
+def test_a_client_hoarding_connections_does_not_starve_others(make_daemon):
+    daemon = make_daemon()
+    hoard = []
+    refused = 0
+    for _ in range(1000):
+        hoard.append(connect(daemon.socket))
+    for s in hoard[MAX_PER_PROCESS:]:
+        line = s.makefile("rb").readline()
+        if line:
+            refused += 1
+            assert json.loads(line)["error"]["data"]["error"] == "too_many_connections"
+    assert refused == 1000 - MAX_PER_PROCESS
+    other = subprocess.run(
+        [sys.executable, "-m", "dockernetd.ctl", "--socket", daemon.socket, "--json", "status"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert other.returncode == 0 and json.loads(other.stdout)["bridge"] == "docker0"
+    for s in hoard:
+        s.close()
+    assert daemon.call("status")["bridge"] == "docker0"  # the hoard is gone; we may connect again
