@@ -122,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="nameservers the default bridge subnet must not overlap (default: /etc/resolv.conf)",
     )
+    p.add_argument(
+        "--state-dir",
+        dest="state_dir",
+        metavar="DIR",
+        help="where interfaces, ports and links are recorded to survive a restart; keep it "
+        "on tmpfs, like the bridge it describes (default: /run/dockernetd)",
+    )
     p.add_argument("--version", action="version", version=f"dockernetd {__version__}")
     return p
 

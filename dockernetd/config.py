@@ -17,6 +17,7 @@ from .netutil import parse_cidr, parse_ipv4
 
 DEFAULT_BRIDGE = "docker0"
 DEFAULT_SOCKET = "/run/dockernetd/dockernetd.sock"
+DEFAULT_STATE_DIR = "/run/dockernetd"
 DISABLED_BRIDGE = "none"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 IFNAMSIZ = 16
@@ -37,6 +38,7 @@ class Config:
     group: str = ""
     log_level: str = "info"
     resolv_conf: str = "/etc/resolv.conf"
+    state_dir: str = DEFAULT_STATE_DIR
 
     @property
     def network_disabled(self) -> bool:

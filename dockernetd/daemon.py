@@ -29,9 +29,11 @@ from .errors import ConfigError, StartupError
 from .jobs import OneLineFormatter
 from .kernel.worker import open_kernel_worker
 from .proxy import ProxySupervisor
+from .restore import restore
 from .rpc import Dispatcher
 from .server import BoundSocket, Server, bind_unix_socket
 from .service import Service
+from .state import StateLog
 from .systemd import JournalHandler, Notifier, activated_socket, stderr_is_journal
 
 log = logging.getLogger("dockernetd")
@@ -96,9 +98,12 @@ async def run(config: Config, argv: Sequence[str] = ()) -> None:
                 driver = None
             else:
                 driver = await init_networkdriver(config, kernel, ProxySupervisor(proxies))
+            state = StateLog(config.state_dir) if driver else None
+            if driver and state:
+                await restore(driver, state, kernel)
             listening = _listen(config)
             try:
-                service = Service(config, driver)
+                service = Service(config, driver, state)
                 server = Server(Dispatcher(service))
                 async with trio.open_nursery() as nursery:
                     await nursery.start(server.serve, listening.sock)
@@ -117,6 +122,8 @@ async def run(config: Config, argv: Sequence[str] = ()) -> None:
                     nursery.cancel_scope.cancel()
             finally:
                 listening.close()
+                if state:
+                    state.close()
             proxies.cancel_scope.cancel()  # every proxy closes its sockets
 
 

@@ -32,11 +32,14 @@ def parse_port(text: str) -> tuple[str, int]:
     return proto or "tcp", port
 
 
+LinkKey = tuple[IPv4Address, IPv4Address, str, int]  # parent, child, proto, port
+
+
 class Links:
     def __init__(self, bridge: str, kernel: KernelWorker) -> None:
         self.bridge = bridge
         self._kernel = kernel
-        self.active: set[tuple[IPv4Address, IPv4Address, str, int]] = set()
+        self.active: set[LinkKey] = set()
 
     async def link(
         self,
@@ -45,11 +48,11 @@ class Links:
         child: IPv4Address,
         ports: list[str],
         ignore_errors: bool,
-    ) -> int:
-        """Add or remove the rules of every port; the number of rules changed."""
+    ) -> list[LinkKey]:
+        """Add or remove the rules of every port; the links that changed (2 rules each)."""
         adding = action in ADD_ACTIONS
         parsed = [parse_port(p) for p in ports]  # all checked before any change
-        changed = 0
+        changed = []
         for proto, port in parsed:
             key = (parent, child, proto, port)
             if adding and key in self.active:
@@ -68,8 +71,12 @@ class Links:
                 self.active.add(key)
             else:
                 self.active.discard(key)
-            changed += len(pair)
+            changed.append(key)
         return changed
+
+    def rules(self) -> list[Rule]:
+        """Every rule of the active links (what the firewall should hold for them)."""
+        return [r for key in self.active for r in link_rules(self.bridge, *key)]
 
     async def _apply(self, pair: tuple[Rule, Rule], adding: bool) -> None:
         # inserted to-child first, so the reply rule ends up above it, as with Docker's -I

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any
@@ -26,7 +26,7 @@ from .kernel.worker import KernelContext, KernelWorker
 from .network import Interface, PortMapping
 from .ports import PortAllocator
 from .proxy import Proxy, ProxyError, ProxySupervisor
-from .rules import mapping_rules
+from .rules import Rule, mapping_rules
 
 log = logging.getLogger("dockernetd.portmapper")
 
@@ -53,7 +53,7 @@ class PortMapper:
         self.ports = PortAllocator()
         self._kernel = kernel
         self._proxies = proxies
-        self._iptables = iptables
+        self.iptables = iptables
         self._running: dict[_Key, Proxy] = {}
 
     async def map(
@@ -63,12 +63,20 @@ class PortMapper:
         host_ip: IPv4Address,
         host_port: int,
         container_port: int,
+        *,
+        with_rules: bool = True,
     ) -> PortMapping:
-        """Publish ``container_port`` of ``iface`` on ``host_ip:host_port`` (0: dynamic)."""
+        """Publish ``container_port`` of ``iface`` on ``host_ip:host_port`` (0: dynamic).
+
+        ``with_rules=False`` only takes the port and starts the proxy: at boot, the
+        rules of every restored mapping are reconciled at once instead.
+        """
         attempts = 1 if host_port else MAX_ALLOCATED_PORT_ATTEMPTS
         for attempt in range(1, attempts + 1):
             try:
-                return await self._map_once(iface, proto, host_ip, host_port, container_port)
+                return await self._map_once(
+                    iface, proto, host_ip, host_port, container_port, with_rules
+                )
             except ProxyError as exc:
                 failure = ProxyFailed(f"Error starting userland proxy: {exc}")
                 if host_port:
@@ -84,6 +92,7 @@ class PortMapper:
         host_ip: IPv4Address,
         host_port: int,
         container_port: int,
+        with_rules: bool,
     ) -> PortMapping:
         async with contextlib.AsyncExitStack() as undo:
             port = self.ports.request(str(host_ip), proto, host_port)
@@ -93,7 +102,7 @@ class PortMapper:
             rules = mapping_rules(
                 self.bridge, iface.container_id, proto, host_ip, port, iface.ip, container_port
             )
-            if self._iptables:
+            if self.iptables and with_rules:
                 if proto == "udp":  # a remapped port must not keep its old flows
                     await self._kernel.call(_forget_udp, host_ip, port)
                 await self._firewall(lambda ctx: ctx.firewall.apply(insert=rules))
@@ -109,7 +118,7 @@ class PortMapper:
         proxy = self._running.pop(key)
         await _shielded(proxy.stop)
         host_ip = IPv4Address(mapping.host_ip)
-        if self._iptables:
+        if self.iptables:
             rules = mapping_rules(
                 self.bridge,
                 iface.container_id,
@@ -127,6 +136,25 @@ class PortMapper:
                 await self._kernel.call(_forget_udp, host_ip, mapping.host_port)
         self.ports.release(mapping.host_ip, mapping.proto, mapping.host_port)
         iface.ports.remove(mapping)
+
+    def rules(self, interfaces: Iterable[Interface]) -> list[Rule]:
+        """Every rule of the mappings of ``interfaces`` (what the firewall should hold)."""
+        if not self.iptables:
+            return []
+        return [
+            rule
+            for iface in interfaces
+            for m in iface.ports
+            for rule in mapping_rules(
+                self.bridge,
+                iface.container_id,
+                m.proto,
+                IPv4Address(m.host_ip),
+                m.host_port,
+                iface.ip,
+                m.container_port,
+            )
+        ]
 
     async def _firewall(self, change: Callable[[KernelContext], None]) -> None:
         try:

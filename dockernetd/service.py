@@ -13,7 +13,7 @@ Calls about different containers run concurrently.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from ipaddress import IPv4Address
 from typing import Any
@@ -26,6 +26,7 @@ from .config import Config
 from .driver import BridgeDriver
 from .errors import MethodNotFound, NetworkDisabled
 from .links import ADD_ACTIONS
+from .state import StateLog
 
 
 class KeyedLock:
@@ -50,9 +51,12 @@ class KeyedLock:
 
 
 class Service:
-    def __init__(self, config: Config, driver: BridgeDriver | None) -> None:
+    def __init__(
+        self, config: Config, driver: BridgeDriver | None, state: StateLog | None = None
+    ) -> None:
         self.config = config
         self.driver = driver
+        self._state = state
         self._containers = KeyedLock()
         self._started = time.monotonic()
 
@@ -75,7 +79,14 @@ class Service:
     ) -> dict[str, Any]:
         network = self._driver().network
         async with self._containers.hold(id):
-            return network.allocate_interface(id, requested_ip, requested_mac)
+            known = id in network.interfaces
+            result = network.allocate_interface(id, requested_ip, requested_mac)
+            if not known:
+                self._record(
+                    {"t": "iface", "id": id, "ip": result["ip"], "mac": result["mac_address"]},
+                    undo=lambda: network.release_interface(id),
+                )
+            return result
 
     async def release_interface(self, id: str) -> dict[str, Any]:
         driver = self._driver()
@@ -86,6 +97,7 @@ class Service:
                 await driver.mapper.unmap(iface, mapping)
                 released.append(mapping.public())
             driver.network.release_interface(id)
+            self._record({"t": "release", "id": id})
         return {"id": iface.container_id, "ip": str(iface.ip), "released_ports": released}
 
     async def allocate_port(
@@ -102,6 +114,11 @@ class Service:
             mapping = await driver.mapper.map(
                 iface, proto, host_ip or IPv4Address(self.config.ip), host_port, container_port
             )
+            try:
+                self._record({"t": "port", "id": id, **mapping.public()})
+            except OSError:
+                await driver.mapper.unmap(iface, mapping)
+                raise
         return {
             "host_ip": mapping.host_ip,
             "host_port": mapping.host_port,
@@ -122,7 +139,30 @@ class Service:
         if not self.config.iptables:  # --iptables=false forces --icc=true: nothing to open
             return {"rules": 0}
         action = "add" if action in ADD_ACTIONS else "remove"
-        return {"rules": await driver.links.link(action, parent_ip, child_ip, ports, ignore_errors)}
+        changed = await driver.links.link(action, parent_ip, child_ip, ports, ignore_errors)
+        for parent, child, proto, port in changed:
+            kind = "link" if action == "add" else "unlink"
+            self._record(
+                {
+                    "t": kind,
+                    "parent": str(parent),
+                    "child": str(child),
+                    "proto": proto,
+                    "port": port,
+                }
+            )
+        return {"rules": 2 * len(changed)}
+
+    def _record(self, record: dict[str, Any], undo: Callable[[], object] | None = None) -> None:
+        """Make a committed change durable before it is acknowledged; undo it if that fails."""
+        if self._state is None:
+            return
+        try:
+            self._state.append(record)
+        except OSError:
+            if undo is not None:
+                undo()
+            raise
 
     def summary(self) -> str:
         """One line for systemd's STATUS=: "docker0 172.17.42.1/16, 3 interfaces, 5 ports"."""

@@ -78,7 +78,16 @@ class Daemon:
         self.ns = ns
         self.socket = socket or str(workdir / f"dockernetd-{uuid.uuid4().hex[:6]}.sock")
         self.log_path = workdir / f"dockernetd-{uuid.uuid4().hex[:6]}.log"
-        self.args = ("--socket", self.socket, "--resolv-conf", str(resolv_conf), *args)
+        self.state_dir = str(workdir / "state")  # shared by the daemons of one test: restarts
+        self.args = (
+            "--socket",
+            self.socket,
+            "--resolv-conf",
+            str(resolv_conf),
+            "--state-dir",
+            self.state_dir,
+            *args,
+        )
         self.proc: subprocess.Popen[bytes] | None = None
 
     def command(self) -> tuple[str, ...]:

@@ -291,16 +291,71 @@ def test_udp_remap_is_not_stuck_on_the_old_container(
     assert probe(outside, "udp", HOST_UPLINK, 5353, "2", source_port=40000) == f"B:{OUTSIDE}:2"
 
 
-def test_restart_removes_the_rules_a_killed_daemon_left(host, make_daemon, container):
+def test_a_killed_daemon_comes_back_with_the_same_state_and_rules(
+    host, outside, make_daemon, container, processes
+):
     import signal
 
-    daemon = make_daemon()
+    daemon = make_daemon("--icc=false")
+    ns, iface = container(daemon, "web")
+    other, other_iface = container(daemon, "db")
+    processes.append(start_echo_server(ns, "tcp", 80, "web"))
+    daemon.call("allocate_port", id="web", container_port=80, host_port=8080)
+    daemon.call("allocate_port", id="web", container_port=80, proto="udp")
+    daemon.call(
+        "link", action="add", parent_ip=other_iface["ip"], child_ip=iface["ip"], ports=["80/tcp"]
+    )
+    rules_before = iptables_rules(host)
+    listed_before = daemon.call("list_interfaces")
+    # a tagged rule nobody owns, and an untagged one in our DOCKER chain: both must go
+    host.exec(
+        "iptables-legacy",
+        "-I",
+        "FORWARD",
+        "-p",
+        "tcp",
+        "--dport",
+        "9",
+        "-m",
+        "comment",
+        "--comment",
+        "dockernetd:ghost",
+        "-j",
+        "ACCEPT",
+    )
+    host.exec(
+        "iptables-legacy", "-t", "nat", "-A", "DOCKER", "-p", "tcp", "--dport", "9", "-j", "RETURN"
+    )
+    daemon.stop(signal.SIGKILL)
+    # while no daemon runs, published ports still forward through DNAT
+    assert probe(outside, "tcp", HOST_UPLINK, 8080, "gap") == f"web:{OUTSIDE}:gap"
+    again = make_daemon("--icc=false")
+    assert again.call("list_interfaces") == listed_before
+    assert iptables_rules(host) == rules_before  # same rules, in the same order, nothing duplicated
+    assert probe(host, "tcp", "127.0.0.1", 8080, "back") == f"web:{iface['gateway']}:back"
+    assert probe(other, "tcp", iface["ip"], 80, "linked") == f"web:{other_iface['ip']}:linked"
+    assert (
+        again.call("allocate_interface", id="new")["ip"] == "172.17.0.4"
+    )  # no IP handed out twice
+    assert "state: restored 2 interfaces, 2 ports, 1 links" in again.log()
+
+
+def test_state_that_no_longer_fits_is_dropped_with_a_reason(host, make_daemon, container, tmp_path):
+    daemon = make_daemon("--bip", "10.20.30.1/24")
     container(daemon, "web")
     daemon.call("allocate_port", id="web", container_port=80, host_port=8080)
-    daemon.stop(signal.SIGKILL)
-    assert any("dockernetd:web" in r for r in iptables_rules(host)["filter"])
-    make_daemon()
-    assert iptables_rules(host) == expected_boot(icc=True, ip_masq=True)
+    daemon.stop()
+    with open(tmp_path / "state" / "state.jsonl", "ab") as f:
+        f.write(b"deadbeef {not json}\n")
+    again = make_daemon("-b", "docker0", "--fixed-cidr", "10.20.30.128/25")
+    log = again.log()
+    assert "state.jsonl line 3: checksum mismatch; dropped" in log
+    assert "state: interface web (10.20.30.2) dropped: requested ip is out of range" in log
+    assert "state: port 0.0.0.0:8080/tcp dropped: its container web is gone" in log
+    assert again.call("list_interfaces") == []
+    assert not any(
+        "dockernetd:" in r for r in iptables_rules(host)["filter"] + iptables_rules(host)["nat"]
+    )
 
 
 def test_sigterm_closes_the_proxies(host, make_daemon, container):

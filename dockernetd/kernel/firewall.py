@@ -68,14 +68,14 @@ class Firewall:
     def setup(self, plan: BootPlan) -> None:
         """Docker 1.4's setupIPTables and DOCKER chain, without duplicating anything.
 
-        Also deletes every rule a previous run tagged as its own: Docker 1.x leaked
-        its per-port FORWARD rules across restarts.
+        The rules inside DOCKER and the tagged FORWARD rules are left alone: a
+        restarted daemon keeps forwarding published ports while it reconciles them
+        (:meth:`reconcile`).  Each table is one commit, so the jumps into DOCKER are
+        never missing, not even for an instant.
         """
         with self._commit(NAT, FILTER):
             for rule in plan.absent:
                 self._delete_if_present(rule)
-            for rule in self._tagged(FILTER, "FORWARD"):
-                self._chain(FILTER, "FORWARD").delete_rule(rule)
             for rule in plan.present:
                 if not self._present(rule):
                     self._chain(rule.table, rule.chain).insert_rule(self._build(rule))
@@ -83,12 +83,48 @@ class Firewall:
             if nat.is_chain(DOCKER_CHAIN):  # jumps to it can only exist if it does
                 for rule in STALE_JUMPS:
                     self._delete_if_present(rule)
-                self._chain(NAT, DOCKER_CHAIN).flush()
             else:
                 nat.create_chain(DOCKER_CHAIN)
             for rule in plan.jumps:
                 self._chain(rule.table, rule.chain).append_rule(self._build(rule))
-        self.owned.clear()
+
+    # -- what this daemon owns ------------------------------------------------------------
+
+    def reconcile(self, desired: Iterable[Rule]) -> tuple[list[Rule], list[str]]:
+        """Make our places hold exactly ``desired``; what was added and what removed.
+
+        "Our places" are the DOCKER chain (all of it) and the FORWARD rules tagged
+        ``dockernetd:``; a duplicate of a desired rule counts as extra.  One scan of
+        the two chains: for boot, not per operation.
+        """
+        desired = list(desired)
+        with self._commit(NAT, FILTER):
+            missing, extra = self._remove_unwanted(desired)
+            for rule in missing:
+                self._chain(rule.table, rule.chain).insert_rule(self._build(rule))
+        self.owned = set(desired)
+        return missing, extra
+
+    def _remove_unwanted(self, desired: Iterable[Rule]) -> tuple[list[Rule], list[str]]:
+        """Delete what no desired rule accounts for; the desired rules not found."""
+        wanted = {_key(self._build(r)): r for r in desired}
+        found: set[Any] = set()
+        extra: list[str] = []
+        places = [(FILTER, "FORWARD")]
+        if self._tables[NAT].is_chain(DOCKER_CHAIN):
+            places.append((NAT, DOCKER_CHAIN))
+        for table, chain_name in places:
+            chain = self._chain(table, chain_name)
+            for rule in chain.rules:
+                if chain_name == "FORWARD" and not _is_tagged(rule):
+                    continue
+                key = _key(rule)
+                if key in wanted and key not in found:
+                    found.add(key)
+                    continue
+                extra.append(_describe(chain_name, rule))
+                chain.delete_rule(rule)
+        return [r for k, r in wanted.items() if k not in found], extra
 
     # -- per operation ------------------------------------------------------------------
 
@@ -180,14 +216,48 @@ class Firewall:
         if self._present(rule):
             self._chain(rule.table, rule.chain).delete_rule(self._build(rule))
 
-    def _tagged(self, table: str, chain: str) -> Iterable[Any]:
-        """Rules of a chain whose comment says a dockernetd owns them."""
-        found = []
-        for rule in self._chain(table, chain).rules:
-            for match in rule.matches:
-                if match.name == "comment" and str(match.comment).startswith(OWNER_TAG):
-                    found.append(rule)
-        return found
+
+def _is_tagged(rule: Any) -> bool:
+    """Whether an iptc rule's comment says a dockernetd owns it."""
+    return any(m.name == "comment" and str(m.comment).startswith(OWNER_TAG) for m in rule.matches)
+
+
+def _key(rule: Any) -> tuple[Any, ...]:
+    """What makes two iptc rules the same rule, as hashable values."""
+
+    def params(part: Any) -> tuple[Any, ...]:
+        return tuple(sorted((k, tuple(v)) for k, v in part.get_all_parameters().items()))
+
+    return (
+        rule.src,
+        rule.dst,
+        rule.in_interface,
+        rule.out_interface,
+        rule.protocol,
+        tuple((m.name, params(m)) for m in rule.matches),
+        rule.target.name,
+        params(rule.target),
+    )
+
+
+def _describe(chain: str, rule: Any) -> str:
+    """An iptc rule for a report, close to iptables-save's form."""
+    words = [f"-A {chain}"]
+    for flag, value in (
+        ("-s", rule.src),
+        ("-d", rule.dst),
+        ("-i", rule.in_interface),
+        ("-o", rule.out_interface),
+        ("-p", rule.protocol),
+    ):
+        if value and value not in ("0.0.0.0/0.0.0.0", "ip"):
+            words.append(f"! {flag} {value[1:]}" if value.startswith("!") else f"{flag} {value}")
+    for m in rule.matches:
+        words.append(f"-m {m.name}")
+        words.extend(f"--{k} {' '.join(v)}" for k, v in m.get_all_parameters().items())
+    words.append(f"-j {rule.target.name}")
+    words.extend(f"--{k} {' '.join(v)}" for k, v in rule.target.get_all_parameters().items())
+    return " ".join(words)
 
 
 @contextlib.contextmanager
