@@ -176,6 +176,20 @@ METHODS: tuple[Method, ...] = (
         (FirewallFailed, NetworkDisabled),
     ),
     Method(
+        "verify",
+        "Compare the recorded state with the kernel (bridge, owned rules, proxies); "
+        "with repair, put back what drifted. Idempotent.",
+        (Param("repair", {"type": "boolean"}, "put back what drifted", default=False),),
+        {
+            "type": "object",
+            "properties": {
+                "drift": {"type": "array", "items": {"type": "object"}},
+                "repaired": {"type": "boolean"},
+            },
+        },
+        (FirewallFailed, NetworkDisabled),
+    ),
+    Method(
         "status",
         "The daemon's bridge, configuration and counts.",
         (),

@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     lk.add_argument("ports", metavar="PORT/PROTO", nargs="+")
     lk.add_argument("--ignore-errors", action="store_true")
 
+    v = sub.add_parser("verify", help="compare the recorded state with the kernel")
+    v.add_argument("--repair", action="store_true", help="put back what drifted")
+
     c = sub.add_parser("call", help="call any method with JSON params")
     c.add_argument("method")
     c.add_argument("params", nargs="?", default="{}", metavar="JSON")
@@ -81,6 +84,8 @@ def request_for(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         if args.host_ip:
             params["host_ip"] = args.host_ip
         return "allocate_port", params
+    if command == "verify":
+        return "verify", {"repair": args.repair}
     if command == "link":
         return "link", {
             "action": args.action,

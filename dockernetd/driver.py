@@ -42,6 +42,7 @@ class BridgeDriver:
     network: BridgeNetwork
     mapper: PortMapper
     links: Links
+    kernel: KernelWorker
 
 
 async def init_networkdriver(
@@ -74,6 +75,7 @@ async def init_networkdriver(
             network,
             PortMapper(name, kernel, proxies, iptables=config.iptables),
             Links(name, kernel),
+            kernel,
         )
 
 

@@ -54,7 +54,7 @@ class PortMapper:
         self._kernel = kernel
         self._proxies = proxies
         self.iptables = iptables
-        self._running: dict[_Key, Proxy] = {}
+        self._running: dict[_Key, tuple[Proxy, PortMapping]] = {}
 
     async def map(
         self,
@@ -107,7 +107,7 @@ class PortMapper:
                     await self._kernel.call(_forget_udp, host_ip, port)
                 await self._firewall(lambda ctx: ctx.firewall.apply(insert=rules))
             mapping = PortMapping(str(host_ip), port, proto, container_port)
-            self._running[_Key(str(host_ip), port, proto)] = proxy
+            self._running[_Key(str(host_ip), port, proto)] = (proxy, mapping)
             iface.ports.append(mapping)
             undo.pop_all()
             return mapping
@@ -115,7 +115,7 @@ class PortMapper:
     async def unmap(self, iface: Interface, mapping: PortMapping) -> None:
         """Stop the proxy, delete both rules, free the port; rule errors are only logged."""
         key = _Key(mapping.host_ip, mapping.host_port, mapping.proto)
-        proxy = self._running.pop(key)
+        proxy, _ = self._running.pop(key)
         await _shielded(proxy.stop)
         host_ip = IPv4Address(mapping.host_ip)
         if self.iptables:
@@ -136,6 +136,19 @@ class PortMapper:
                 await self._kernel.call(_forget_udp, host_ip, mapping.host_port)
         self.ports.release(mapping.host_ip, mapping.proto, mapping.host_port)
         iface.ports.remove(mapping)
+
+    def stopped_proxies(self) -> list[PortMapping]:
+        """Mappings whose proxy stopped without being asked to (it failed)."""
+        return [m for proxy, m in self._running.values() if not proxy.running]
+
+    async def revive(self, mapping: PortMapping) -> None:
+        """Start a stopped mapping's proxy again (verify --repair)."""
+        key = _Key(mapping.host_ip, mapping.host_port, mapping.proto)
+        old, _ = self._running[key]
+        proxy = await self._proxies.start(
+            old.proto, old.host_ip, old.host_port, old.container_ip, old.container_port
+        )
+        self._running[key] = (proxy, mapping)
 
     def rules(self, interfaces: Iterable[Interface]) -> list[Rule]:
         """Every rule of the mappings of ``interfaces`` (what the firewall should hold)."""

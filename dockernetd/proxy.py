@@ -52,6 +52,10 @@ class Proxy:
     _stopped: trio.Event = field(default_factory=trio.Event, repr=False)
 
     @property
+    def running(self) -> bool:
+        return not self._stopped.is_set()
+
+    @property
     def backend(self) -> tuple[str, int]:
         return str(self.container_ip), self.container_port
 
@@ -85,6 +89,8 @@ class Proxy:
                     await self._serve_tcp(tsock)
                 else:
                     await self._serve_udp(tsock)
+        except Exception:  # one broken proxy must not take the daemon down; verify sees it
+            log.exception("proxy %s:%d/%s failed", self.host_ip, self.host_port, self.proto)
         finally:
             self._stopped.set()
 

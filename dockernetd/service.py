@@ -27,6 +27,7 @@ from .driver import BridgeDriver
 from .errors import MethodNotFound, NetworkDisabled
 from .links import ADD_ACTIONS
 from .state import StateLog
+from .verify import verify
 
 
 class KeyedLock:
@@ -50,6 +51,46 @@ class KeyedLock:
                 self._locks[key] = (lock, users - 1)
 
 
+class ChangeGate:
+    """Handlers that change state pass the gate together; verify waits for them all.
+
+    While verify compares and repairs, no change is half-done (a proxy bound but its
+    rules not yet in), so an in-flight change is never reported, or repaired away,
+    as drift.
+    """
+
+    def __init__(self) -> None:
+        self._changing = 0
+        self._exclusive = False
+        self._turn = trio.Condition()
+
+    @asynccontextmanager
+    async def change(self) -> AsyncIterator[None]:
+        async with self._turn:
+            while self._exclusive:
+                await self._turn.wait()
+            self._changing += 1
+        try:
+            yield
+        finally:
+            async with self._turn:
+                self._changing -= 1
+                self._turn.notify_all()
+
+    @asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        async with self._turn:
+            while self._exclusive or self._changing:
+                await self._turn.wait()
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            async with self._turn:
+                self._exclusive = False
+                self._turn.notify_all()
+
+
 class Service:
     def __init__(
         self, config: Config, driver: BridgeDriver | None, state: StateLog | None = None
@@ -58,6 +99,7 @@ class Service:
         self.driver = driver
         self._state = state
         self._containers = KeyedLock()
+        self._gate = ChangeGate()
         self._started = time.monotonic()
 
     async def run(self, method: Method, params: dict[str, Any]) -> Any:
@@ -78,7 +120,7 @@ class Service:
         self, id: str, requested_ip: IPv4Address | None, requested_mac: str | None
     ) -> dict[str, Any]:
         network = self._driver().network
-        async with self._containers.hold(id):
+        async with self._gate.change(), self._containers.hold(id):
             known = id in network.interfaces
             result = network.allocate_interface(id, requested_ip, requested_mac)
             if not known:
@@ -90,7 +132,7 @@ class Service:
 
     async def release_interface(self, id: str) -> dict[str, Any]:
         driver = self._driver()
-        async with self._containers.hold(id):
+        async with self._gate.change(), self._containers.hold(id):
             iface = driver.network.interface(id, releasing=True)
             released = []
             for mapping in list(iface.ports):
@@ -109,7 +151,7 @@ class Service:
         host_port: int,
     ) -> dict[str, Any]:
         driver = self._driver()
-        async with self._containers.hold(id):
+        async with self._gate.change(), self._containers.hold(id):
             iface = driver.network.interface(id)
             mapping = await driver.mapper.map(
                 iface, proto, host_ip or IPv4Address(self.config.ip), host_port, container_port
@@ -139,7 +181,8 @@ class Service:
         if not self.config.iptables:  # --iptables=false forces --icc=true: nothing to open
             return {"rules": 0}
         action = "add" if action in ADD_ACTIONS else "remove"
-        changed = await driver.links.link(action, parent_ip, child_ip, ports, ignore_errors)
+        async with self._gate.change():
+            changed = await driver.links.link(action, parent_ip, child_ip, ports, ignore_errors)
         for parent, child, proto, port in changed:
             kind = "link" if action == "add" else "unlink"
             self._record(
@@ -163,6 +206,17 @@ class Service:
             if undo is not None:
                 undo()
             raise
+
+    async def verify(self, repair: bool) -> dict[str, Any]:
+        driver = self._driver()
+        async with self._gate.exclusive():
+            return await verify(
+                driver,
+                driver.kernel,
+                icc=self.config.icc,
+                ip_masq=self.config.ip_masq,
+                repair=repair,
+            )
 
     def summary(self) -> str:
         """One line for systemd's STATUS=: "docker0 172.17.42.1/16, 3 interfaces, 5 ports"."""

@@ -399,3 +399,54 @@ def test_sigterm_with_idle_clients_connected_exits_promptly(make_daemon):
         with contextlib.suppress(ConnectionResetError):
             assert s.recv(1) == b""
         s.close()
+
+
+def test_verify_finds_drift_and_repair_puts_it_back(
+    host, outside, make_daemon, container, processes
+):
+    daemon = make_daemon()
+    ns, _ = container(daemon, "web")
+    processes.append(start_echo_server(ns, "tcp", 80, "web"))
+    daemon.call("allocate_port", id="web", container_port=80, host_port=8080)
+    assert daemon.call("verify") == {"drift": [], "repaired": False}
+    healthy = iptables_rules(host)
+    # behind the daemon's back: a DNAT rule deleted, a foreign tagged rule, the address gone
+    dnat = next(r for r in healthy["nat"] if "--dport 8080" in r)
+    host.exec("iptables-legacy", "-t", "nat", "-F", "DOCKER")
+    host.exec(
+        "iptables-legacy",
+        "-I",
+        "FORWARD",
+        "-p",
+        "tcp",
+        "--dport",
+        "9",
+        "-m",
+        "comment",
+        "--comment",
+        "dockernetd:ghost",
+        "-j",
+        "ACCEPT",
+    )
+    host.ip("addr", "del", "172.17.42.1/16", "dev", "docker0")
+    report = daemon.call("verify")
+    kinds = sorted(d["kind"] for d in report["drift"])
+    assert kinds == ["bridge_address", "rule_extra", "rule_missing"]
+    assert next(d for d in report["drift"] if d["kind"] == "rule_missing")["rule"] == dnat
+    assert report["repaired"] is False
+    assert daemon.call("verify", repair=True)["repaired"] is True
+    assert daemon.call("verify") == {"drift": [], "repaired": False}
+    assert host.ipv4_addresses("docker0") == ["172.17.42.1/16"]
+    assert sorted(iptables_rules(host)["nat"]) == sorted(healthy["nat"])
+    assert probe(outside, "tcp", HOST_UPLINK, 8080, "ok") == f"web:{OUTSIDE}:ok"
+
+
+def test_verify_repairs_a_deleted_bridge(host, make_daemon, container):
+    daemon = make_daemon()
+    container(daemon, "web")
+    host.ip("link", "del", "docker0")
+    assert [d["kind"] for d in daemon.call("verify")["drift"]] == ["bridge_missing"]
+    daemon.call("verify", repair=True)
+    assert host.ipv4_addresses("docker0") == ["172.17.42.1/16"]
+    assert "UP" in host.link("docker0")["flags"]
+    assert daemon.call("verify")["drift"] == []

@@ -29,6 +29,7 @@ def make_dispatcher(network: bool = True, bridge: str = "172.17.42.1/16") -> Dis
             net,
             PortMapper("docker0", unreachable, unreachable, iptables=True),
             Links("docker0", unreachable),
+            unreachable,
         )
     return Dispatcher(Service(Config(), driver))
 

@@ -99,14 +99,29 @@ class Firewall:
         """
         desired = list(desired)
         with self._commit(NAT, FILTER):
-            missing, extra = self._remove_unwanted(desired)
+            missing, extra = self._scan(desired, delete_extra=True)
             for rule in missing:
                 self._chain(rule.table, rule.chain).insert_rule(self._build(rule))
         self.owned = set(desired)
         return missing, extra
 
-    def _remove_unwanted(self, desired: Iterable[Rule]) -> tuple[list[Rule], list[str]]:
-        """Delete what no desired rule accounts for; the desired rules not found."""
+    def drift(self, plan: BootPlan, desired: Iterable[Rule]) -> tuple[list[Rule], list[str]]:
+        """What :meth:`setup` and :meth:`reconcile` would change, changing nothing.
+
+        The boot and owned rules that are missing, and what is in our places that
+        nothing owns.  Scans the chains: for ``verify``, not per operation.
+        """
+        with self._commit():
+            for table in self._tables.values():
+                table.refresh()
+            if not self._tables[NAT].is_chain(DOCKER_CHAIN):
+                return [*plan.present, *plan.jumps, *desired], []
+            boot = [r for r in (*plan.present, *plan.jumps) if not self._present(r)]
+            missing, extra = self._scan(desired, delete_extra=False)
+            return boot + missing, extra
+
+    def _scan(self, desired: Iterable[Rule], *, delete_extra: bool) -> tuple[list[Rule], list[str]]:
+        """The desired rules not found, and what no desired rule accounts for."""
         wanted = {_key(self._build(r)): r for r in desired}
         found: set[Any] = set()
         extra: list[str] = []
@@ -123,7 +138,8 @@ class Firewall:
                     found.add(key)
                     continue
                 extra.append(_describe(chain_name, rule))
-                chain.delete_rule(rule)
+                if delete_extra:
+                    chain.delete_rule(rule)
         return [r for k, r in wanted.items() if k not in found], extra
 
     # -- per operation ------------------------------------------------------------------

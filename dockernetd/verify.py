@@ -1,0 +1,89 @@
+"""``verify``: compare what the daemon believes with what the kernel holds, and repair it.
+
+Drift is reported as a list of ``{"kind": ..., ...}`` entries:
+
+* ``bridge_missing``, ``bridge_address`` (expected/found), ``bridge_down``;
+* ``rule_missing`` (a boot rule, or a rule of a mapping or link) and ``rule_extra``
+  (in the DOCKER chain or tagged ``dockernetd:``, owned by nothing);
+* ``proxy_down`` (a published port whose proxy stopped).
+
+With ``repair``, each is put back the way init_networkdriver and the handlers
+would have done it; running verify again then reports nothing.  Both are
+idempotent.  Containers' veths that were in a deleted bridge are not re-attached:
+the daemon never knew their names (the runtime made them).
+"""
+
+from __future__ import annotations
+
+import logging
+from ipaddress import IPv4Interface
+from typing import Any
+
+from .driver import BridgeDriver
+from .kernel.worker import KernelContext, KernelWorker
+from .netutil import random_mac
+from .rules import boot_plan
+
+log = logging.getLogger("dockernetd.verify")
+
+
+async def verify(
+    driver: BridgeDriver, kernel: KernelWorker, *, icc: bool, ip_masq: bool, repair: bool
+) -> dict[str, Any]:
+    bridge = driver.network.bridge
+    drift = await kernel.call(_bridge_drift, bridge.name, bridge.address)
+    if repair and drift:
+        await kernel.call(_repair_bridge, bridge.name, bridge.address)
+    if driver.mapper.iptables:
+        plan = boot_plan(bridge.name, bridge.address.network, icc=icc, ip_masq=ip_masq)
+        desired = [*driver.mapper.rules(driver.network.interfaces.values()), *driver.links.rules()]
+        missing, extra = await kernel.call(lambda ctx: ctx.firewall.drift(plan, desired))
+        drift += [
+            {"kind": "rule_missing", "table": r.table, "rule": r.save_line()} for r in missing
+        ]
+        drift += [{"kind": "rule_extra", "rule": line} for line in extra]
+        if repair and (missing or extra):
+
+            def put_back(ctx: KernelContext) -> None:
+                ctx.firewall.setup(plan)
+                ctx.firewall.reconcile(desired)
+
+            await kernel.call(put_back)
+    for mapping in driver.mapper.stopped_proxies():
+        drift.append({"kind": "proxy_down", **mapping.public()})
+        if repair:
+            await driver.mapper.revive(mapping)
+    for entry in drift:
+        log.warning("verify: drift %s%s", entry, " (repaired)" if repair else "")
+    return {"drift": drift, "repaired": repair and bool(drift)}
+
+
+def _bridge_drift(ctx: KernelContext, name: str, address: IPv4Interface) -> list[dict[str, Any]]:
+    link = ctx.netlink.link(name)
+    if link is None:
+        return [{"kind": "bridge_missing", "bridge": name}]
+    drift: list[dict[str, Any]] = []
+    found = ctx.netlink.ipv4_addresses(link.index)
+    if address not in found:
+        drift.append(
+            {
+                "kind": "bridge_address",
+                "bridge": name,
+                "expected": str(address),
+                "found": [str(a) for a in found],
+            }
+        )
+    if not link.up:
+        drift.append({"kind": "bridge_down", "bridge": name})
+    return drift
+
+
+def _repair_bridge(ctx: KernelContext, name: str, address: IPv4Interface) -> None:
+    netlink = ctx.netlink
+    if netlink.link(name) is None:
+        netlink.create_bridge(name, random_mac())
+    link = netlink.link(name)
+    assert link is not None
+    if address not in netlink.ipv4_addresses(link.index):
+        netlink.add_address(link.index, address)
+    netlink.set_up(link.index)
