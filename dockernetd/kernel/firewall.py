@@ -1,11 +1,12 @@
-"""iptables through python-iptables: apply, index and delete :class:`~dockernetd.rules.Rule`.
+"""iptables through python-iptables: apply, reconcile and delete :class:`~dockernetd.rules.Rule`.
 
 python-iptables writes the *legacy* x_tables (``iptables-legacy-save`` shows what it
 did), is not thread-safe (only the kernel worker may call this module), and
 rewrites a whole table on every commit; so every operation here is one commit per
 table, changes that belong together are batched into it, and a failure rolls the
-batch back: the kernel never keeps half an operation.  The rules this daemon added
-are indexed in memory, so no operation scans a chain to find them.  Commits hold
+batch back: the kernel never keeps half an operation.  The daemon knows the rules it
+owns from its own records (each mapping and link rebuilds its rules), so no operation
+scans a chain to find them; only boot and verify read the chains.  Commits hold
 ``/run/xtables.lock``, as ``iptables -w`` does, so they do not race the iptables
 command.
 """
@@ -19,6 +20,7 @@ import os
 import re
 import sysconfig
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -60,8 +62,6 @@ class Firewall:
         self._tables = {NAT: iptc.Table(iptc.Table.NAT), FILTER: iptc.Table(iptc.Table.FILTER)}
         for table in self._tables.values():
             table.autocommit = False  # we commit once per operation
-        #: every rule this daemon has in the kernel; the source of truth for deletes
-        self.owned: set[Rule] = set()
 
     # -- boot ---------------------------------------------------------------------------
 
@@ -102,7 +102,6 @@ class Firewall:
             missing, extra = self._scan(desired, delete_extra=True)
             for rule in missing:
                 self._chain(rule.table, rule.chain).insert_rule(self._build(rule))
-        self.owned = set(desired)
         return missing, extra
 
     def drift(self, plan: BootPlan, desired: Iterable[Rule]) -> tuple[list[Rule], list[str]]:
@@ -121,9 +120,17 @@ class Firewall:
             return boot + missing, extra
 
     def _scan(self, desired: Iterable[Rule], *, delete_extra: bool) -> tuple[list[Rule], list[str]]:
-        """The desired rules not found, and what no desired rule accounts for."""
-        wanted = {_key(self._build(r)): r for r in desired}
-        found: set[Any] = set()
+        """The desired rules not found, and what no desired rule accounts for.
+
+        A multiset: two mappings of one container port want the same FORWARD rule
+        twice, and each is deleted with its own mapping.
+        """
+        by_key: dict[Any, Rule] = {}
+        wanted: Counter[Any] = Counter()
+        for rule in desired:
+            key = _key(self._build(rule))
+            by_key[key] = rule
+            wanted[key] += 1
         extra: list[str] = []
         places = [(FILTER, "FORWARD")]
         if self._tables[NAT].is_chain(DOCKER_CHAIN):
@@ -134,13 +141,14 @@ class Firewall:
                 if chain_name == "FORWARD" and not _is_tagged(rule):
                     continue
                 key = _key(rule)
-                if key in wanted and key not in found:
-                    found.add(key)
+                if wanted[key] > 0:
+                    wanted[key] -= 1
                     continue
                 extra.append(_describe(chain_name, rule))
                 if delete_extra:
                     chain.delete_rule(rule)
-        return [r for k, r in wanted.items() if k not in found], extra
+        missing = [by_key[key] for key, count in wanted.items() for _ in range(count)]
+        return missing, extra
 
     # -- per operation ------------------------------------------------------------------
 
@@ -162,8 +170,6 @@ class Firewall:
                 with contextlib.suppress(FirewallError), self._commit(table):
                     self._change(table, insert=delete, delete=insert)
             raise
-        self.owned.difference_update(delete)
-        self.owned.update(insert)
         for rule in delete:
             log.debug("iptables -t %s -D %s", rule.table, rule.save_line()[3:])
         for rule in insert:
