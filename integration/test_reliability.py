@@ -142,3 +142,45 @@ def test_sigkill_during_load_loses_nothing_acknowledged(make_daemon):
         daemon = make_daemon("-b", "docker0")
         check_consistent(daemon, acked)
         print(f"kill {kill + 1}: {len(acked)} acknowledged interfaces present")
+
+
+def test_restart_with_100_containers_and_300_mappings(host, make_daemon):
+    from netns import iptables_rules
+
+    daemon = make_daemon()
+    with daemon.client() as c:
+        for n in range(100):
+            c.call("allocate_interface", id=f"c{n}")
+            for port in (80, 443):
+                c.call("allocate_port", id=f"c{n}", container_port=port)
+            c.call("allocate_port", id=f"c{n}", container_port=53, proto="udp")
+        before = c.call("list_interfaces")
+    rules = iptables_rules(host)
+    assert sum("dockernetd:" in r for r in rules["nat"]) == 300
+    assert daemon.stop() == 0
+    again = make_daemon()
+    assert again.call("list_interfaces") == before
+    assert iptables_rules(host) == rules  # nothing lost, nothing duplicated, nothing moved
+    assert again.call("verify") == {"drift": [], "repaired": False}
+    assert "state: restored 100 interfaces, 300 ports, 0 links" in again.log()
+
+
+def test_a_port_taken_while_the_daemon_was_down_is_dropped_with_a_reason(
+    host, make_daemon, processes
+):
+    from netns import iptables_rules, start_echo_server
+
+    daemon = make_daemon()
+    daemon.call("allocate_interface", id="web")
+    daemon.call("allocate_port", id="web", container_port=80, host_port=8080)
+    daemon.call("allocate_port", id="web", container_port=81, host_port=8081)
+    daemon.stop()
+    processes.append(start_echo_server(host, "tcp", 8080, "squatter"))
+    again = make_daemon()
+    assert (
+        "state: port 0.0.0.0:8080/tcp dropped: Error starting userland proxy: "
+        "listen tcp 0.0.0.0:8080: bind: address already in use"
+    ) in again.log()
+    assert [p["host_port"] for p in again.call("list_interfaces")[0]["ports"]] == [8081]
+    assert not any("--dport 8080" in r for r in iptables_rules(host)["nat"])
+    assert again.call("verify")["drift"] == []
