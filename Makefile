@@ -9,7 +9,7 @@ APT_PACKAGES := gcc libc6-dev python3-dev python3-venv pkg-config libsystemd-dev
 STAMP := $(VENV)/.installed
 SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
 
-.PHONY: install apt-deps run demo lint test unit integration clean systemd-units install-systemd
+.PHONY: install apt-deps run demo lint test unit integration clean systemd-units install-systemd bench
 
 install: apt-deps $(STAMP)
 
@@ -50,8 +50,8 @@ install-systemd: systemd-units
 	systemctl daemon-reload
 
 lint: install
-	$(VENV)/bin/ruff check dockernetd tests integration
-	$(VENV)/bin/ruff format --check dockernetd tests integration
+	$(VENV)/bin/ruff check dockernetd tests integration bench
+	$(VENV)/bin/ruff format --check dockernetd tests integration bench
 	$(VENV)/bin/mypy
 
 unit: install
@@ -62,6 +62,11 @@ integration: install
 
 test: lint
 	$(PY) -m pytest tests integration
+
+# Benchmarks (root: each daemon runs in a throwaway namespace); tables on stdout,
+# JSON in bench/results/. They never fail on a number.
+bench: install
+	$(PY) bench/run.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,369 @@
+"""dockernetd benchmarks: ``make bench`` (as root: each daemon runs in a throwaway namespace).
+
+Every figure that depends on the machine's speed is printed next to a baseline
+measured in the same run, as a ratio.  Benchmarks never fail on a number; they
+print a table and write ``bench/results/<name>.json``.
+
+    python bench/run.py [allocator] [rpc] [ports] [boot]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+import uuid
+from collections.abc import Callable
+from ipaddress import IPv4Interface
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT))
+
+from dockernetd.client import Client  # noqa: E402
+from dockernetd.ipam import IpAllocator  # noqa: E402
+
+
+def summary(samples_s: list[float]) -> dict[str, float]:
+    """median, p90, p99, min, max in microseconds."""
+    ordered = sorted(samples_s)
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1e6
+
+    return {
+        "median_us": statistics.median(ordered) * 1e6,
+        "p90_us": pct(0.90),
+        "p99_us": pct(0.99),
+        "min_us": ordered[0] * 1e6,
+        "max_us": ordered[-1] * 1e6,
+        "n": len(ordered),
+    }
+
+
+def row(name: str, s: dict[str, float], extra: str = "") -> str:
+    return (
+        f"  {name:<34} median {s['median_us']:9.1f} us  p90 {s['p90_us']:9.1f}  "
+        f"p99 {s['p99_us']:9.1f}  min {s['min_us']:8.1f}  max {s['max_us']:9.1f}  {extra}"
+    )
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("VmRSS:")).split()[1])
+
+
+class Namespace:
+    def __init__(self) -> None:
+        self.name = f"dnd-bench-{uuid.uuid4().hex[:6]}"
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        subprocess.run(["ip", "-n", self.name, "link", "set", "lo", "up"], check=True)
+
+    def delete(self) -> None:
+        subprocess.run(["ip", "netns", "del", self.name], check=False)
+
+
+class Daemon:
+    """dockernetd in its own namespace; stopped by PID."""
+
+    def __init__(self, *flags: str, notify: str | None = None) -> None:
+        self.ns = Namespace()
+        self.dir = tempfile.mkdtemp(prefix="dnd-bench-", dir="/run")  # tmpfs, as in production
+        self.socket = f"{self.dir}/d.sock"
+        resolv = f"{self.dir}/resolv.conf"
+        Path(resolv).write_text("nameserver 192.0.2.53\n")
+        env = {**os.environ, **({"NOTIFY_SOCKET": notify} if notify else {})}
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.ns.name,
+                sys.executable,
+                "-m",
+                "dockernetd",
+                "--socket",
+                self.socket,
+                "--resolv-conf",
+                resolv,
+                "--state-dir",
+                self.dir,
+                *flags,
+            ],
+            env=env,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def wait_ready(self) -> float:
+        while True:
+            try:
+                with Client(self.socket) as c:
+                    c.call("status")
+                return time.monotonic() - self.started
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("dockernetd exited") from None
+                time.sleep(0.002)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.ns.delete()
+        subprocess.run(["rm", "-rf", self.dir], check=False)
+
+
+# -- allocator ---------------------------------------------------------------------------
+
+
+def bench_allocator() -> dict:
+    ips = IpAllocator(IPv4Interface("10.0.0.1/16"))
+    total = ips.capacity
+    times = []
+    for _ in range(total):
+        t = time.perf_counter()
+        ips.request()
+        times.append(time.perf_counter() - t)
+    slice_ = max(1, total // 100)
+    first, last = summary(times[:slice_]), summary(times[-slice_:])
+    tracemalloc.start()
+    big = IpAllocator(IPv4Interface("10.0.0.1/8"))
+    t = time.perf_counter()
+    for _ in range(10_000):
+        big.request()
+    slash8_time = time.perf_counter() - t
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print("allocator (in-process)")
+    print(row("/16 first 1 %", first))
+    print(
+        row("/16 last 1 %", last, f"ratio last/first {last['median_us'] / first['median_us']:.2f}")
+    )
+    print(
+        f"  /8 pool: {peak / 2**20:.2f} MiB traced peak, "
+        f"10,000 allocations in {slash8_time * 1e3:.0f} ms"
+    )
+    return {
+        "first_1pct": first,
+        "last_1pct": last,
+        "ratio_last_first": last["median_us"] / first["median_us"],
+        "slash8_peak_mib": peak / 2**20,
+    }
+
+
+# -- rpc ---------------------------------------------------------------------------------
+
+ECHO_SERVER = r"""
+import socket, sys, trio
+async def handle(stream):
+    buf = b""
+    async with stream:
+        while data := await stream.receive_some(65536):
+            buf += data
+            out = []
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                out.append(line + b"\n")
+            if out:
+                await stream.send_all(b"".join(out))
+async def main(path):
+    s = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    await s.bind(path); s.listen(128)
+    await trio.serve_listeners(handle, [trio.SocketListener(s)])
+trio.run(main, sys.argv[1])
+"""
+
+
+def round_trips(path: str, line: bytes, clients: int, per_client: int) -> tuple[list[float], float]:
+    samples: list[float] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(path)
+        reader = s.makefile("rb")
+        mine = []
+        for _ in range(per_client):
+            t = time.perf_counter()
+            s.sendall(line)
+            reader.readline()
+            mine.append(time.perf_counter() - t)
+        s.close()
+        with lock:
+            samples.extend(mine)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return samples, time.perf_counter() - t0
+
+
+def bench_rpc() -> dict:
+    status = b'{"jsonrpc":"2.0","method":"status","id":1}\n'
+    workdir = tempfile.mkdtemp(prefix="dnd-bench-")
+    echo_path = f"{workdir}/echo.sock"
+    echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, echo_path])
+    daemon = Daemon("--iptables=false", "--icc=true")
+    out: dict = {}
+    try:
+        daemon.wait_ready()
+        while not os.path.exists(echo_path):
+            time.sleep(0.01)
+        print("rpc (status round trip; baseline: raw trio newline echo, same framing)")
+        for clients, per in ((1, 3000), (16, 500)):
+            base, base_wall = round_trips(echo_path, status, clients, per)
+            ours, ours_wall = round_trips(daemon.socket, status, clients, per)
+            base_rate, our_rate = len(base) / base_wall, len(ours) / ours_wall
+            print(row(f"echo floor, {clients} client(s)", summary(base), f"{base_rate:8.0f} req/s"))
+            print(
+                row(
+                    f"dockernetd status, {clients} client(s)",
+                    summary(ours),
+                    f"{our_rate:8.0f} req/s = {our_rate / base_rate:.0%} of the floor",
+                )
+            )
+            out[f"clients_{clients}"] = {
+                "floor": summary(base),
+                "floor_rps": base_rate,
+                "status": summary(ours),
+                "status_rps": our_rate,
+                "ratio": our_rate / base_rate,
+            }
+        pairs = []
+        with Client(daemon.socket) as c:
+            for n in range(1000):
+                t = time.perf_counter()
+                c.call("allocate_interface", id=f"b{n}")
+                c.call("release_interface", id=f"b{n}")
+                pairs.append(time.perf_counter() - t)
+        print(row("allocate+release pair, 1 client", summary(pairs)))
+        out["allocate_release_pair"] = summary(pairs)
+    finally:
+        daemon.stop()
+        echo.kill()
+        echo.wait()
+        subprocess.run(["rm", "-rf", workdir], check=False)
+    return out
+
+
+# -- ports -------------------------------------------------------------------------------
+
+
+def bench_ports() -> dict:
+    daemon = Daemon()
+    out: dict = {}
+    try:
+        daemon.wait_ready()
+        with Client(daemon.socket, timeout=120) as c:
+            c.call("allocate_interface", id="many")
+            times = []
+            t0 = time.perf_counter()
+            for _ in range(1000):
+                t = time.perf_counter()
+                c.call("allocate_port", id="many", container_port=80)
+                times.append(time.perf_counter() - t)
+            total = time.perf_counter() - t0
+            rss = rss_kib(daemon.proc.pid)
+            t = time.perf_counter()
+            c.call("release_interface", id="many")
+            release = time.perf_counter() - t
+        print("ports (1,000 sequential allocate_port on one container, iptables on)")
+        print(row("first 100 calls", summary(times[:100])))
+        print(
+            row(
+                "last 100 calls (900+ mappings)",
+                summary(times[-100:]),
+                f"ratio {statistics.median(times[-100:]) / statistics.median(times[:100]):.2f}",
+            )
+        )
+        print(
+            f"  total {total:.2f} s for 1,000 mappings; release of all {release:.2f} s; "
+            f"daemon RSS with 1,000 mapped ports {rss / 1024:.0f} MiB"
+        )
+        out = {
+            "first_100": summary(times[:100]),
+            "last_100": summary(times[-100:]),
+            "total_s": total,
+            "release_all_s": release,
+            "rss_mib": rss / 1024,
+        }
+    finally:
+        daemon.stop()
+    return out
+
+
+# -- boot --------------------------------------------------------------------------------
+
+
+def bench_boot(runs: int = 10) -> dict:
+    to_ready, to_rpc = [], []
+    for _ in range(runs):
+        workdir = tempfile.mkdtemp(prefix="dnd-bench-")
+        path = f"{workdir}/notify"
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        listener.bind(path)
+        listener.settimeout(30)
+        daemon = Daemon(notify=path)
+        try:
+            while b"READY=1" not in listener.recv(4096):
+                pass
+            to_ready.append(time.monotonic() - daemon.started)
+            to_rpc.append(daemon.wait_ready())
+        finally:
+            daemon.stop()
+            listener.close()
+            subprocess.run(["rm", "-rf", workdir], check=False)
+    interpreter = []
+    for _ in range(runs):
+        t = time.monotonic()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        interpreter.append(time.monotonic() - t)
+    print(f"boot (process start to READY=1, cold, {runs} runs; baseline: bare interpreter)")
+    print(row("bare python -c pass", summary(interpreter)))
+    print(row("start to READY=1", summary(to_ready)))
+    print(row("start to first answered RPC", summary(to_rpc)))
+    return {
+        "interpreter": summary(interpreter),
+        "ready": summary(to_ready),
+        "first_rpc": summary(to_rpc),
+    }
+
+
+BENCHMARKS: dict[str, Callable[[], dict]] = {
+    "allocator": bench_allocator,
+    "rpc": bench_rpc,
+    "ports": bench_ports,
+    "boot": bench_boot,
+}
+
+
+def main(names: list[str]) -> int:
+    if os.geteuid() != 0 and set(names or BENCHMARKS) - {"allocator"}:
+        print("bench: needs root for the daemon's throwaway namespaces", file=sys.stderr)
+        return 1
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for name in names or list(BENCHMARKS):
+        result = BENCHMARKS[name]()
+        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
