@@ -77,7 +77,7 @@ class Daemon:
 
     def __init__(self, *flags: str, notify: str | None = None) -> None:
         self.ns = Namespace()
-        self.dir = tempfile.mkdtemp(prefix="dnd-bench-", dir="/run")  # tmpfs, as in production
+        self.dir = tempfile.mkdtemp(prefix="dnd-bench-", dir="/dev/shm")  # tmpfs, as /run is
         self.socket = f"{self.dir}/d.sock"
         resolv = f"{self.dir}/resolv.conf"
         Path(resolv).write_text("nameserver 192.0.2.53\n")
