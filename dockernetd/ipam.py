@@ -54,11 +54,6 @@ class IpAllocator:
             self._bits.set(int(self.gateway) - begin)
 
     @property
-    def allocated(self) -> int:
-        """How many addresses are held, the reserved gateway excluded."""
-        return self._bits.count - (1 if self._in_range(int(self.gateway)) else 0)
-
-    @property
     def capacity(self) -> int:
         """How many addresses containers can hold at most."""
         return self._bits.size - (1 if self._in_range(int(self.gateway)) else 0)

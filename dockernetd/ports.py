@@ -57,10 +57,6 @@ class PortAllocator:
         if pool is not None and 1 <= port <= DYNAMIC_PORT_END:
             pool.used.clear(port)
 
-    def is_allocated(self, host_ip: str, proto: str, port: int) -> bool:
-        pool = self._pool(host_ip, proto, create=False)
-        return pool is not None and port in pool.used
-
     def _pool(self, host_ip: str, proto: str, *, create: bool) -> _PortPool | None:
         if proto not in PROTOCOLS:
             raise InvalidParams(f"Bad parameter: unknown protocol {proto}", param="proto")

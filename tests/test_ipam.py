@@ -67,7 +67,9 @@ def test_release_is_idempotent_and_ignores_strangers():
     ips.release(ip)
     ips.release(ip)
     ips.release(A("8.8.8.8"))
-    assert ips.allocated == 0
+    assert ips.request(ip) == ip  # free again, and only once
+    with pytest.raises(IpAlreadyAllocated):
+        ips.request(ip)
 
 
 def test_fixed_cidr_limits_the_range():
