@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml
 # the namespace it runs in, like dockerd: on a machine you care about, run it as
 # `sudo unshare -n make run`, or try `make demo`.
 run: install
-	$(VENV)/bin/dockernetd
+	SETUPTOOLS_USE_DISTUTILS=stdlib $(VENV)/bin/dockernetd
 
 demo: install
 	bash contrib/demo.sh

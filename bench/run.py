@@ -81,7 +81,11 @@ class Daemon:
         self.socket = f"{self.dir}/d.sock"
         resolv = f"{self.dir}/resolv.conf"
         Path(resolv).write_text("nameserver 192.0.2.53\n")
-        env = {**os.environ, **({"NOTIFY_SOCKET": notify} if notify else {})}
+        env = {
+            **os.environ,
+            "SETUPTOOLS_USE_DISTUTILS": "stdlib",  # as the unit sets it
+            **({"NOTIFY_SOCKET": notify} if notify else {}),
+        }
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             [
