@@ -25,7 +25,7 @@ for ns in "$host" "$c1" "$c2"; do ip netns add "$ns"; ip -n "$ns" link set lo up
 echo "nameserver 192.0.2.53" > "$work/resolv.conf"
 
 step "dockernetd starts in $host"
-ip netns exec "$host" .venv/bin/dockernetd --socket "$sock" --resolv-conf "$work/resolv.conf" \
+ip netns exec "$host" .venv/bin/dockernetd --socket "$sock" --resolv-conf "$work/resolv.conf" --state-dir "$work" \
   2> >(sed 's/^/  [dockernetd] /' >&2) &
 daemon_pid=$!
 for _ in $(seq 100); do ctl status >/dev/null 2>&1 && break; sleep 0.1; done
