@@ -55,21 +55,29 @@ class BootPlan:
     jumps: tuple[Rule, ...]
 
 
+def _rule(table: str, chain: str, args: str, comment: str = "") -> Rule:
+    """A rule from its save form; values never hold spaces (names and ids are validated).
+
+    The owner tag goes where iptables-save prints it: after the matches, before -j.
+    """
+    words = tuple(args.split())
+    if comment:
+        jump = words.index("-j")
+        words = (*words[:jump], "-m", "comment", "--comment", comment, *words[jump:])
+    return Rule(table, chain, words)
+
+
 def boot_plan(bridge: str, network: IPv4Network, *, icc: bool, ip_masq: bool) -> BootPlan:
     present = []
     if ip_masq:
-        present.append(
-            Rule(NAT, "POSTROUTING", ("-s", str(network), "!", "-o", bridge, "-j", "MASQUERADE"))
-        )
-    accept = Rule(FILTER, "FORWARD", ("-i", bridge, "-o", bridge, "-j", "ACCEPT"))
-    drop = Rule(FILTER, "FORWARD", ("-i", bridge, "-o", bridge, "-j", "DROP"))
+        present.append(_rule(NAT, "POSTROUTING", f"-s {network} ! -o {bridge} -j MASQUERADE"))
+    accept = _rule(FILTER, "FORWARD", f"-i {bridge} -o {bridge} -j ACCEPT")
+    drop = _rule(FILTER, "FORWARD", f"-i {bridge} -o {bridge} -j DROP")
     present.append(accept if icc else drop)
-    present.append(Rule(FILTER, "FORWARD", ("-i", bridge, "!", "-o", bridge, "-j", "ACCEPT")))
+    present.append(_rule(FILTER, "FORWARD", f"-i {bridge} ! -o {bridge} -j ACCEPT"))
     present.append(
-        Rule(
-            FILTER,
-            "FORWARD",
-            ("-o", bridge, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"),
+        _rule(
+            FILTER, "FORWARD", f"-o {bridge} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
         )
     )
     return BootPlan(absent=(drop if icc else accept,), present=tuple(present), jumps=DOCKER_JUMPS)
@@ -77,21 +85,17 @@ def boot_plan(bridge: str, network: IPv4Network, *, icc: bool, ip_masq: bool) ->
 
 #: Local traffic to published ports goes through DOCKER; loopback is left to the proxy.
 DOCKER_JUMPS = (
-    Rule(NAT, "PREROUTING", ("-m", "addrtype", "--dst-type", "LOCAL", "-j", DOCKER_CHAIN)),
-    Rule(
-        NAT,
-        "OUTPUT",
-        ("!", "-d", "127.0.0.0/8", "-m", "addrtype", "--dst-type", "LOCAL", "-j", DOCKER_CHAIN),
-    ),
+    _rule(NAT, "PREROUTING", f"-m addrtype --dst-type LOCAL -j {DOCKER_CHAIN}"),
+    _rule(NAT, "OUTPUT", f"! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j {DOCKER_CHAIN}"),
 )
 
 #: What Docker's RemoveExistingChain deleted before recreating DOCKER: today's jumps and
 #: the older forms ("versions <= 0.1.6").
 STALE_JUMPS = (
     *DOCKER_JUMPS,
-    Rule(NAT, "OUTPUT", ("-m", "addrtype", "--dst-type", "LOCAL", "-j", DOCKER_CHAIN)),
-    Rule(NAT, "PREROUTING", ("-j", DOCKER_CHAIN)),
-    Rule(NAT, "OUTPUT", ("-j", DOCKER_CHAIN)),
+    _rule(NAT, "OUTPUT", f"-m addrtype --dst-type LOCAL -j {DOCKER_CHAIN}"),
+    _rule(NAT, "PREROUTING", f"-j {DOCKER_CHAIN}"),
+    _rule(NAT, "OUTPUT", f"-j {DOCKER_CHAIN}"),
 )
 
 
@@ -105,50 +109,21 @@ def mapping_rules(
     container_port: int,
 ) -> tuple[Rule, Rule]:
     """The DNAT rule in nat DOCKER and the FORWARD accept rule of one published port."""
-    tag = ("-m", "comment", "--comment", OWNER_TAG + container_id)
-    destination = () if host_ip.packed == bytes(4) else ("-d", f"{host_ip}/32")
-    dnat = Rule(
+    owner = OWNER_TAG + container_id
+    destination = "" if host_ip.packed == bytes(4) else f"-d {host_ip}/32"
+    dnat = _rule(
         NAT,
         DOCKER_CHAIN,
-        (
-            *destination,
-            "!",
-            "-i",
-            bridge,
-            "-p",
-            proto,
-            "-m",
-            proto,
-            "--dport",
-            str(host_port),
-            *tag,
-            "-j",
-            "DNAT",
-            "--to-destination",
-            f"{container_ip}:{container_port}",
-        ),
+        f"{destination} ! -i {bridge} -p {proto} -m {proto} --dport {host_port} "
+        f"-j DNAT --to-destination {container_ip}:{container_port}",
+        owner,
     )
-    forward = Rule(
+    forward = _rule(
         FILTER,
         "FORWARD",
-        (
-            "-d",
-            f"{container_ip}/32",
-            "!",
-            "-i",
-            bridge,
-            "-o",
-            bridge,
-            "-p",
-            proto,
-            "-m",
-            proto,
-            "--dport",
-            str(container_port),
-            *tag,
-            "-j",
-            "ACCEPT",
-        ),
+        f"-d {container_ip}/32 ! -i {bridge} -o {bridge} -p {proto} -m {proto} "
+        f"--dport {container_port} -j ACCEPT",
+        owner,
     )
     return dnat, forward
 
@@ -157,51 +132,18 @@ def link_rules(
     bridge: str, parent: IPv4Address, child: IPv4Address, proto: str, port: int
 ) -> tuple[Rule, Rule]:
     """Parent to child's port, and the child's answers back (Docker inserts both with -I)."""
-    tag = ("-m", "comment", "--comment", LINK_TAG)
-    to_child = Rule(
+    to_child = _rule(
         FILTER,
         "FORWARD",
-        (
-            "-s",
-            f"{parent}/32",
-            "-d",
-            f"{child}/32",
-            "-i",
-            bridge,
-            "-o",
-            bridge,
-            "-p",
-            proto,
-            "-m",
-            proto,
-            "--dport",
-            str(port),
-            *tag,
-            "-j",
-            "ACCEPT",
-        ),
+        f"-s {parent}/32 -d {child}/32 -i {bridge} -o {bridge} -p {proto} -m {proto} "
+        f"--dport {port} -j ACCEPT",
+        LINK_TAG,
     )
-    to_parent = Rule(
+    to_parent = _rule(
         FILTER,
         "FORWARD",
-        (
-            "-s",
-            f"{child}/32",
-            "-d",
-            f"{parent}/32",
-            "-i",
-            bridge,
-            "-o",
-            bridge,
-            "-p",
-            proto,
-            "-m",
-            proto,
-            "--sport",
-            str(port),
-            *tag,
-            "-j",
-            "ACCEPT",
-        ),
+        f"-s {child}/32 -d {parent}/32 -i {bridge} -o {bridge} -p {proto} -m {proto} "
+        f"--sport {port} -j ACCEPT",
+        LINK_TAG,
     )
     return to_child, to_parent
