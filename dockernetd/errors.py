@@ -143,13 +143,3 @@ class ConfigError(Exception):
 
 class StartupError(Exception):
     """The daemon cannot start (init_networkdriver failed, socket busy): exit 1."""
-
-
-class MethodNotFound(ApiError):
-    """A method of the contract that this build does not serve yet."""
-
-    code = -32601
-    name = "method_not_found"
-
-    def __init__(self, method: str) -> None:
-        super().__init__("Method not found", method=method)

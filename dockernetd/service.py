@@ -24,7 +24,7 @@ from . import __version__
 from .api import Method
 from .config import Config
 from .driver import BridgeDriver
-from .errors import MethodNotFound, NetworkDisabled
+from .errors import NetworkDisabled
 from .links import ADD_ACTIONS
 from .state import StateLog
 from .verify import verify
@@ -106,10 +106,7 @@ class Service:
         """Run the handler of ``method`` with checked params."""
         if method.needs_network and self.driver is None:
             raise NetworkDisabled()
-        handler = getattr(self, method.name, None)
-        if handler is None:
-            raise MethodNotFound(method.name)
-        return await handler(**params)
+        return await getattr(self, method.name)(**params)
 
     def _driver(self) -> BridgeDriver:
         if self.driver is None:

@@ -194,6 +194,25 @@ def probe(
     return result.stdout.strip()
 
 
+def add_foreign_tagged_rule(ns: Netns) -> None:
+    """A FORWARD rule carrying dockernetd's tag that no mapping or link owns."""
+    ns.exec(
+        "iptables-legacy",
+        "-I",
+        "FORWARD",
+        "-p",
+        "tcp",
+        "--dport",
+        "9",
+        "-m",
+        "comment",
+        "--comment",
+        "dockernetd:ghost",
+        "-j",
+        "ACCEPT",
+    )
+
+
 def iptables_rules(ns: Netns) -> dict[str, list[str]]:
     """nat and filter as iptables-legacy-save prints them: chains (no counters) and rules."""
     saved = ns.exec("iptables-legacy-save").stdout

@@ -11,7 +11,14 @@ import pytest
 
 from dockernetd.client import RpcError
 
-from netns import Netns, attach_container, iptables_rules, probe, start_echo_server
+from netns import (
+    Netns,
+    add_foreign_tagged_rule,
+    attach_container,
+    iptables_rules,
+    probe,
+    start_echo_server,
+)
 
 HOST_UPLINK = "192.0.2.1"
 OUTSIDE = "192.0.2.2"
@@ -308,21 +315,7 @@ def test_a_killed_daemon_comes_back_with_the_same_state_and_rules(
     rules_before = iptables_rules(host)
     listed_before = daemon.call("list_interfaces")
     # a tagged rule nobody owns, and an untagged one in our DOCKER chain: both must go
-    host.exec(
-        "iptables-legacy",
-        "-I",
-        "FORWARD",
-        "-p",
-        "tcp",
-        "--dport",
-        "9",
-        "-m",
-        "comment",
-        "--comment",
-        "dockernetd:ghost",
-        "-j",
-        "ACCEPT",
-    )
+    add_foreign_tagged_rule(host)
     host.exec(
         "iptables-legacy", "-t", "nat", "-A", "DOCKER", "-p", "tcp", "--dport", "9", "-j", "RETURN"
     )
@@ -413,21 +406,7 @@ def test_verify_finds_drift_and_repair_puts_it_back(
     # behind the daemon's back: a DNAT rule deleted, a foreign tagged rule, the address gone
     dnat = next(r for r in healthy["nat"] if "--dport 8080" in r)
     host.exec("iptables-legacy", "-t", "nat", "-F", "DOCKER")
-    host.exec(
-        "iptables-legacy",
-        "-I",
-        "FORWARD",
-        "-p",
-        "tcp",
-        "--dport",
-        "9",
-        "-m",
-        "comment",
-        "--comment",
-        "dockernetd:ghost",
-        "-j",
-        "ACCEPT",
-    )
+    add_foreign_tagged_rule(host)
     host.ip("addr", "del", "172.17.42.1/16", "dev", "docker0")
     report = daemon.call("verify")
     kinds = sorted(d["kind"] for d in report["drift"])

@@ -21,15 +21,7 @@ class LinkInfo:
     def __init__(self, msg: Any) -> None:
         self.index: int = msg["index"]
         self.name: str = msg.get("ifname")
-        self.kind: str | None = _link_kind(msg)
-        self.mac: str = msg.get("IFLA_ADDRESS")
-        self.mtu: int = msg.get("IFLA_MTU")
         self.up: bool = bool(msg["flags"] & 1)  # IFF_UP
-
-
-def _link_kind(msg: Any) -> str | None:
-    info = msg.get("IFLA_LINKINFO")
-    return info.get("IFLA_INFO_KIND") if info is not None else None
 
 
 class Netlink:
