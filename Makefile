@@ -14,7 +14,7 @@ SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
 install: apt-deps $(STAMP)
 
 apt-deps:
-	@missing=""; for p in $(APT_PACKAGES); do \
+	@missing=""; for p in $(APT_PACKAGES) $(EXTRA_APT_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -65,6 +65,8 @@ test: lint
 
 # Benchmarks (root: each daemon runs in a throwaway namespace); tables on stdout,
 # JSON in bench/results/. They never fail on a number.
+# socat is the proxy benchmark's baseline.
+bench: EXTRA_APT_PACKAGES := socat
 bench: install
 	$(PY) bench/run.py
 

@@ -4,14 +4,13 @@ Every figure that depends on the machine's speed is printed next to a baseline
 measured in the same run, as a ratio.  Benchmarks never fail on a number; they
 print a table and write ``bench/results/<name>.json``.
 
-    python bench/run.py [allocator] [rpc] [ports] [boot]
+    python bench/run.py [allocator] [rpc] [ports] [containers] [proxy] [boot]
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -20,114 +19,17 @@ import tempfile
 import threading
 import time
 import tracemalloc
-import uuid
 from collections.abc import Callable
 from ipaddress import IPv4Interface
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import ROOT, Daemon, row, rss_kib, summary
+from containers import bench_containers
+from proxy import bench_proxy
+
+from dockernetd.client import Client
+from dockernetd.ipam import IpAllocator
+
 RESULTS = ROOT / "bench" / "results"
-sys.path.insert(0, str(ROOT))
-
-from dockernetd.client import Client  # noqa: E402
-from dockernetd.ipam import IpAllocator  # noqa: E402
-
-
-def summary(samples_s: list[float]) -> dict[str, float]:
-    """median, p90, p99, min, max in microseconds."""
-    ordered = sorted(samples_s)
-
-    def pct(p: float) -> float:
-        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1e6
-
-    return {
-        "median_us": statistics.median(ordered) * 1e6,
-        "p90_us": pct(0.90),
-        "p99_us": pct(0.99),
-        "min_us": ordered[0] * 1e6,
-        "max_us": ordered[-1] * 1e6,
-        "n": len(ordered),
-    }
-
-
-def row(name: str, s: dict[str, float], extra: str = "") -> str:
-    return (
-        f"  {name:<34} median {s['median_us']:9.1f} us  p90 {s['p90_us']:9.1f}  "
-        f"p99 {s['p99_us']:9.1f}  min {s['min_us']:8.1f}  max {s['max_us']:9.1f}  {extra}"
-    )
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        return int(next(line for line in f if line.startswith("VmRSS:")).split()[1])
-
-
-class Namespace:
-    def __init__(self) -> None:
-        self.name = f"dnd-bench-{uuid.uuid4().hex[:6]}"
-        subprocess.run(["ip", "netns", "add", self.name], check=True)
-        subprocess.run(["ip", "-n", self.name, "link", "set", "lo", "up"], check=True)
-
-    def delete(self) -> None:
-        subprocess.run(["ip", "netns", "del", self.name], check=False)
-
-
-class Daemon:
-    """dockernetd in its own namespace; stopped by PID."""
-
-    def __init__(self, *flags: str, notify: str | None = None) -> None:
-        self.ns = Namespace()
-        self.dir = tempfile.mkdtemp(prefix="dnd-bench-", dir="/dev/shm")  # tmpfs, as /run is
-        self.socket = f"{self.dir}/d.sock"
-        resolv = f"{self.dir}/resolv.conf"
-        Path(resolv).write_text("nameserver 192.0.2.53\n")
-        env = {
-            **os.environ,
-            "SETUPTOOLS_USE_DISTUTILS": "stdlib",  # as the unit sets it
-            **({"NOTIFY_SOCKET": notify} if notify else {}),
-        }
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
-                self.ns.name,
-                sys.executable,
-                "-m",
-                "dockernetd",
-                "--socket",
-                self.socket,
-                "--resolv-conf",
-                resolv,
-                "--state-dir",
-                self.dir,
-                *flags,
-            ],
-            env=env,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def wait_ready(self) -> float:
-        while True:
-            try:
-                with Client(self.socket) as c:
-                    c.call("status")
-                return time.monotonic() - self.started
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError("dockernetd exited") from None
-                time.sleep(0.002)
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.ns.delete()
-        subprocess.run(["rm", "-rf", self.dir], check=False)
 
 
 # -- allocator ---------------------------------------------------------------------------
@@ -353,6 +255,8 @@ BENCHMARKS: dict[str, Callable[[], dict]] = {
     "allocator": bench_allocator,
     "rpc": bench_rpc,
     "ports": bench_ports,
+    "containers": bench_containers,
+    "proxy": bench_proxy,
     "boot": bench_boot,
 }
 
