@@ -81,6 +81,6 @@ class Links:
     async def _apply(self, pair: tuple[Rule, Rule], adding: bool) -> None:
         # inserted to-child first, so the reply rule ends up above it, as with Docker's -I
         if adding:
-            await self._kernel.call(lambda ctx: ctx.firewall.apply(insert=pair))
+            await self._kernel.change_rules(insert=pair)
         else:
-            await self._kernel.call(lambda ctx: ctx.firewall.apply(delete=pair))
+            await self._kernel.change_rules(delete=pair)

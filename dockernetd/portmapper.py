@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any
@@ -99,43 +99,46 @@ class PortMapper:
             undo.callback(self.ports.release, str(host_ip), proto, port)
             proxy = await self._proxies.start(proto, host_ip, port, iface.ip, container_port)
             undo.push_async_callback(_shielded, proxy.stop)
-            rules = mapping_rules(
-                self.bridge, iface.container_id, proto, host_ip, port, iface.ip, container_port
-            )
+            mapping = PortMapping(str(host_ip), port, proto, container_port)
             if self.iptables and with_rules:
                 if proto == "udp":  # a remapped port must not keep its old flows
                     await self._kernel.call(_forget_udp, host_ip, port)
-                await self._firewall(lambda ctx: ctx.firewall.apply(insert=rules))
-            mapping = PortMapping(str(host_ip), port, proto, container_port)
+                await self._change_rules(insert=self._rules(iface, mapping))
             self._running[_Key(str(host_ip), port, proto)] = (proxy, mapping)
             iface.ports.append(mapping)
             undo.pop_all()
             return mapping
 
-    async def unmap(self, iface: Interface, mapping: PortMapping) -> None:
-        """Stop the proxy, delete both rules, free the port; rule errors are only logged."""
-        key = _Key(mapping.host_ip, mapping.host_port, mapping.proto)
-        proxy, _ = self._running.pop(key)
-        await _shielded(proxy.stop)
-        host_ip = IPv4Address(mapping.host_ip)
-        if self.iptables:
-            rules = mapping_rules(
-                self.bridge,
-                iface.container_id,
-                mapping.proto,
-                host_ip,
-                mapping.host_port,
-                iface.ip,
-                mapping.container_port,
-            )
+    async def unmap(self, iface: Interface, mappings: Sequence[PortMapping]) -> None:
+        """Stop the proxies, delete the rules, free the ports; rule errors are only logged.
+
+        All the rules go in one commit per table (a container's release is one
+        table rewrite, not one per port); if that fails, each mapping is tried on
+        its own so one missing rule does not keep the others.
+        """
+        for mapping in mappings:
+            proxy, _ = self._running.pop(_Key(mapping.host_ip, mapping.host_port, mapping.proto))
+            await _shielded(proxy.stop)
+        if self.iptables and mappings:
             try:
-                await self._firewall(lambda ctx: ctx.firewall.apply(delete=rules))
-            except FirewallFailed as exc:
-                log.warning("Error on iptables delete: %s", exc.message)
-            if mapping.proto == "udp":
-                await self._kernel.call(_forget_udp, host_ip, mapping.host_port)
-        self.ports.release(mapping.host_ip, mapping.proto, mapping.host_port)
-        iface.ports.remove(mapping)
+                await self._delete_rules(iface, mappings)
+            except FirewallFailed:
+                for mapping in mappings:
+                    try:
+                        await self._delete_rules(iface, [mapping])
+                    except FirewallFailed as exc:
+                        log.warning("Error on iptables delete: %s", exc.message)
+            for mapping in mappings:
+                if mapping.proto == "udp":
+                    await self._kernel.call(
+                        _forget_udp, IPv4Address(mapping.host_ip), mapping.host_port
+                    )
+        for mapping in mappings:
+            self.ports.release(mapping.host_ip, mapping.proto, mapping.host_port)
+            iface.ports.remove(mapping)
+
+    async def _delete_rules(self, iface: Interface, mappings: Sequence[PortMapping]) -> None:
+        await self._change_rules(delete=[r for m in mappings for r in self._rules(iface, m)])
 
     def stopped_proxies(self) -> list[PortMapping]:
         """Mappings whose proxy stopped without being asked to (it failed)."""
@@ -154,24 +157,22 @@ class PortMapper:
         """Every rule of the mappings of ``interfaces`` (what the firewall should hold)."""
         if not self.iptables:
             return []
-        return [
-            rule
-            for iface in interfaces
-            for m in iface.ports
-            for rule in mapping_rules(
-                self.bridge,
-                iface.container_id,
-                m.proto,
-                IPv4Address(m.host_ip),
-                m.host_port,
-                iface.ip,
-                m.container_port,
-            )
-        ]
+        return [rule for iface in interfaces for m in iface.ports for rule in self._rules(iface, m)]
 
-    async def _firewall(self, change: Callable[[KernelContext], None]) -> None:
+    def _rules(self, iface: Interface, mapping: PortMapping) -> tuple[Rule, Rule]:
+        return mapping_rules(
+            self.bridge,
+            iface.container_id,
+            mapping.proto,
+            IPv4Address(mapping.host_ip),
+            mapping.host_port,
+            iface.ip,
+            mapping.container_port,
+        )
+
+    async def _change_rules(self, insert: Sequence[Rule] = (), delete: Sequence[Rule] = ()) -> None:
         try:
-            await self._kernel.call(change)
+            await self._kernel.change_rules(insert, delete)
         except FirewallError as exc:
             raise FirewallFailed(f"iptables: {exc}") from exc
 

@@ -7,11 +7,15 @@ delete them, and the tests can compare the planner's output and the kernel's
 ``iptables-save`` line for line.
 
 The rules are Docker 1.4's (``setupIPTables``, ``iptables.Forward``, the link
-handler) with one addition: every per-mapping and per-link rule carries a
-comment match, ``dockernetd:<container id>`` or ``dockernetd:link``, so that a
-restart or a cleanup finds exactly the rules it owns (Docker 1.x leaked its
-FORWARD accept rules across restarts).  Boot rules carry no tag: they are
-Docker's own and shared with anything that expects them.
+handler) with one addition: every rule the daemon puts in the shared FORWARD
+chain for a mapping or a link carries a comment match, ``dockernetd:<container
+id>`` or ``dockernetd:link``, so that a restart or a cleanup finds exactly the
+rules it owns (Docker 1.x leaked its FORWARD accept rules across restarts).
+The DNAT rules need no tag: the nat DOCKER chain is the daemon's, all of it,
+and the 288 bytes a comment adds to each rule would double the size of the
+table that every published port rewrites (legacy iptables replaces a whole
+table per commit).  Boot rules carry no tag either: they are Docker's own and
+shared with anything that expects them.
 """
 
 from __future__ import annotations
@@ -108,22 +112,20 @@ def mapping_rules(
     container_ip: IPv4Address,
     container_port: int,
 ) -> tuple[Rule, Rule]:
-    """The DNAT rule in nat DOCKER and the FORWARD accept rule of one published port."""
-    owner = OWNER_TAG + container_id
+    """The DNAT rule in nat DOCKER and the (tagged) FORWARD accept rule of one published port."""
     destination = "" if host_ip.packed == bytes(4) else f"-d {host_ip}/32"
     dnat = _rule(
         NAT,
         DOCKER_CHAIN,
         f"{destination} ! -i {bridge} -p {proto} -m {proto} --dport {host_port} "
         f"-j DNAT --to-destination {container_ip}:{container_port}",
-        owner,
     )
     forward = _rule(
         FILTER,
         "FORWARD",
         f"-d {container_ip}/32 ! -i {bridge} -o {bridge} -p {proto} -m {proto} "
         f"--dport {container_port} -j ACCEPT",
-        owner,
+        OWNER_TAG + container_id,
     )
     return dnat, forward
 

@@ -131,10 +131,8 @@ class Service:
         driver = self._driver()
         async with self._gate.change(), self._containers.hold(id):
             iface = driver.network.interface(id, releasing=True)
-            released = []
-            for mapping in list(iface.ports):
-                await driver.mapper.unmap(iface, mapping)
-                released.append(mapping.public())
+            released = [mapping.public() for mapping in iface.ports]
+            await driver.mapper.unmap(iface, list(iface.ports))
             driver.network.release_interface(id)
             self._record({"t": "release", "id": id})
         return {"id": iface.container_id, "ip": str(iface.ip), "released_ports": released}
@@ -156,7 +154,7 @@ class Service:
             try:
                 self._record({"t": "port", "id": id, **mapping.public()})
             except OSError:
-                await driver.mapper.unmap(iface, mapping)
+                await driver.mapper.unmap(iface, [mapping])
                 raise
         return {
             "host_ip": mapping.host_ip,

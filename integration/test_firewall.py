@@ -142,7 +142,7 @@ def test_published_ports_through_dnat_and_through_the_proxy(
     assert probe(host, "udp", "127.0.0.1", 49153, "q2") == f"dns:{gateway}:q2"
     rules = iptables_rules(host)
     assert (
-        '-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -m comment --comment "dockernetd:web" '
+        '-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 '
         "-j DNAT --to-destination 172.17.0.2:80"
     ) in rules["nat"]
     assert (
@@ -186,8 +186,8 @@ def test_specific_host_ip(host, outside, make_daemon, container, processes):
     daemon.call("allocate_port", id="web", container_port=80, host_ip=HOST_UPLINK, host_port=8080)
     assert probe(outside, "tcp", HOST_UPLINK, 8080, "x") == f"web:{OUTSIDE}:x"
     assert (
-        f"-A DOCKER -d {HOST_UPLINK}/32 ! -i docker0 -p tcp -m tcp --dport 8080 -m comment "
-        '--comment "dockernetd:web" -j DNAT --to-destination 172.17.0.2:80'
+        f"-A DOCKER -d {HOST_UPLINK}/32 ! -i docker0 -p tcp -m tcp --dport 8080 "
+        "-j DNAT --to-destination 172.17.0.2:80"
     ) in iptables_rules(host)["nat"]
     assert probe(host, "tcp", "127.0.0.1", 8080).startswith("ERR")  # bound to 192.0.2.1 only
 

@@ -59,8 +59,7 @@ def test_mapping_rules_any_host_ip():
         "FORWARD",
     )
     assert dnat.save_line() == (
-        '-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -m comment --comment "dockernetd:web1" '
-        "-j DNAT --to-destination 172.17.0.2:80"
+        "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80"
     )
     assert forward.save_line() == (
         "-A FORWARD -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -m comment "
@@ -73,7 +72,7 @@ def test_mapping_rules_specific_host_ip_and_udp():
         "br1", "db", "udp", IPv4Address("192.0.2.1"), 5353, IPv4Address("10.0.0.9"), 53
     )
     assert dnat.save_line() == (
-        '-A DOCKER -d 192.0.2.1/32 ! -i br1 -p udp -m udp --dport 5353 -m comment --comment "dockernetd:db" '
+        "-A DOCKER -d 192.0.2.1/32 ! -i br1 -p udp -m udp --dport 5353 "
         "-j DNAT --to-destination 10.0.0.9:53"
     )
     assert "-p udp -m udp --dport 53" in forward.save_line()

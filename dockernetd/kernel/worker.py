@@ -5,6 +5,11 @@ trio tasks call :meth:`KernelWorker.call` with a function taking the
 and hands back the result or the exception.  A caller that is cancelled
 stops waiting, but the function still runs to its end: a half-applied
 netlink or iptables change would be worse than a late one.
+
+Rule changes (:meth:`KernelWorker.change_rules`) are group-committed: legacy
+iptables rewrites a whole table per commit, so the changes waiting in the
+queue when the worker gets to one are applied together, one commit per table.
+If that fails, each is applied on its own, so every caller gets its own answer.
 """
 
 from __future__ import annotations
@@ -12,13 +17,16 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import outcome
 import trio
 
+from ..rules import Rule
 from .conntrack import ConntrackTable
 from .firewall import Firewall
 from .netlink import Netlink
@@ -52,11 +60,20 @@ class KernelContext:
             self._conntrack.close()
 
 
-_Job = tuple[Callable[..., Any], tuple[Any, ...], trio.lowlevel.TrioToken, Callable[..., None]]
+@dataclass(frozen=True)
+class RuleChange:
+    insert: Sequence[Rule]
+    delete: Sequence[Rule]
+
+
+_Job = tuple[
+    Callable[..., Any] | RuleChange, tuple[Any, ...], trio.lowlevel.TrioToken, Callable[..., None]
+]
 
 
 class KernelWorker:
-    def __init__(self) -> None:
+    def __init__(self, open_context: Callable[[], KernelContext] = KernelContext) -> None:
+        self._open_context = open_context
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="kernel-worker", daemon=True)
         self._started = threading.Event()
@@ -64,33 +81,59 @@ class KernelWorker:
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(context, *args)`` in the worker thread and return its result."""
-        done = trio.Event()
-        box: list[outcome.Outcome[T]] = []
+        result: T = await self._submit(fn, args)
+        return result
 
-        def deliver(result: outcome.Outcome[T]) -> None:
+    async def change_rules(self, insert: Sequence[Rule] = (), delete: Sequence[Rule] = ()) -> None:
+        """Insert and delete rules, all or nothing (FirewallError), group-committed."""
+        await self._submit(RuleChange(insert, delete), ())
+
+    async def _submit(self, work: Callable[..., Any] | RuleChange, args: tuple[Any, ...]) -> Any:
+        done = trio.Event()
+        box: list[outcome.Outcome[Any]] = []
+
+        def deliver(result: outcome.Outcome[Any]) -> None:
             box.append(result)
             done.set()
 
-        self._jobs.put((fn, args, trio.lowlevel.current_trio_token(), deliver))
+        self._jobs.put((work, args, trio.lowlevel.current_trio_token(), deliver))
         await done.wait()
         return box[0].unwrap()
 
     def _run(self) -> None:
         try:
-            context = KernelContext()
+            context = self._open_context()
         except BaseException as exc:  # reported to start(), which raises it in trio
             self._startup_error = exc
             self._started.set()
             return
         self._started.set()
+        held: deque[_Job | None] = deque()  # taken from the queue while grouping, run next
         try:
-            while (job := self._jobs.get()) is not None:
-                fn, args, token, deliver = job
-                result = outcome.capture(fn, context, *args)
-                with contextlib.suppress(trio.RunFinishedError):  # nobody is left to tell
-                    token.run_sync_soon(deliver, result)
+            while (job := held.popleft() if held else self._jobs.get()) is not None:
+                work, args, _, _ = job
+                if isinstance(work, RuleChange):
+                    group = [job, *self._more_rule_changes(held)]
+                    changes = [change for change, *_ in group if isinstance(change, RuleChange)]
+                    for member, result in zip(group, _apply_group(context, changes), strict=True):
+                        _deliver(member, result)
+                else:
+                    _deliver(job, outcome.capture(work, context, *args))
         finally:
             context.close()
+
+    def _more_rule_changes(self, held: deque[_Job | None]) -> list[_Job]:
+        """The rule changes queued right behind; the first other job goes to ``held``."""
+        more: list[_Job] = []
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return more
+            if job is None or not isinstance(job[0], RuleChange):
+                held.append(job)
+                return more
+            more.append(job)
 
     async def _start(self) -> None:
         self._thread.start()
@@ -103,10 +146,31 @@ class KernelWorker:
         await trio.to_thread.run_sync(self._thread.join)
 
 
+def _apply_group(context: KernelContext, changes: list[RuleChange]) -> list[outcome.Outcome[None]]:
+    """One commit per table for all of ``changes``; if that fails, each on its own."""
+    if len(changes) > 1:
+        together = outcome.capture(
+            context.firewall.apply,
+            [rule for change in changes for rule in change.insert],
+            [rule for change in changes for rule in change.delete],
+        )
+        if isinstance(together, outcome.Value):
+            return [outcome.Value(None) for _ in changes]  # an outcome is unwrapped only once
+    return [outcome.capture(context.firewall.apply, c.insert, c.delete) for c in changes]
+
+
+def _deliver(job: _Job, result: outcome.Outcome[Any]) -> None:
+    _, _, token, deliver = job
+    with contextlib.suppress(trio.RunFinishedError):  # nobody is left to tell
+        token.run_sync_soon(deliver, result)
+
+
 @asynccontextmanager
-async def open_kernel_worker() -> AsyncIterator[KernelWorker]:
+async def open_kernel_worker(
+    open_context: Callable[[], KernelContext] = KernelContext,
+) -> AsyncIterator[KernelWorker]:
     """Start the worker thread; it finishes its queue and closes its handles on exit."""
-    worker = KernelWorker()
+    worker = KernelWorker(open_context)
     await worker._start()
     try:
         yield worker
