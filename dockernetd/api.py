@@ -64,6 +64,8 @@ class Method:
     result: dict[str, Any]
     errors: tuple[type[ApiError], ...] = ()
     needs_network: bool = True
+    #: Changes nothing: its successful calls are logged at DEBUG (see jobs.run_job).
+    query: bool = False
     takes_container: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -209,6 +211,7 @@ METHODS: tuple[Method, ...] = (
             },
         },
         needs_network=False,
+        query=True,
     ),
     Method(
         "list_interfaces",
@@ -227,6 +230,7 @@ METHODS: tuple[Method, ...] = (
             },
         },
         (NetworkDisabled,),
+        query=True,
     ),
 )
 

@@ -56,12 +56,14 @@ class Job:
 
 
 @contextmanager
-def run_job(job: Job) -> Iterator[Job]:
+def run_job(job: Job, *, query: bool = False) -> Iterator[Job]:
     """Log the job's start and, once it ends, its outcome and duration.
 
     An ApiError is an answered failure and a StartupError a refused start (both
     logged without traceback); any other exception is a bug (logged with its
-    traceback).  Every exception propagates.
+    traceback).  Every exception propagates.  A ``query`` (a call that changes
+    nothing, such as ``status``) that succeeds is logged at DEBUG: a monitor
+    polling it must not fill the journal (nor pay for an entry per call).
     """
     fields = job.fields()
     log.debug("%s: start", job.describe(), extra={"fields": fields})
@@ -90,7 +92,7 @@ def run_job(job: Job) -> Iterator[Job]:
     except BaseException:  # cancelled (shutdown) or interrupted: not a failure of the job
         _finish(job, fields, started, logging.INFO, "cancelled", outcome="cancelled")
         raise
-    _finish(job, fields, started, logging.INFO, "ok", outcome="ok")
+    _finish(job, fields, started, logging.DEBUG if query else logging.INFO, "ok", outcome="ok")
 
 
 def _finish(
@@ -104,6 +106,8 @@ def _finish(
     code: int | None = None,
     exc_info: bool = False,
 ) -> None:
+    if not log.isEnabledFor(level):
+        return
     duration_us = int((time.perf_counter() - started) * 1e6)
     fields = {**fields, "OUTCOME": outcome, "DURATION_US": duration_us}
     if code is not None:

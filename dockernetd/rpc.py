@@ -117,7 +117,7 @@ class Dispatcher:
             if not (isinstance(container_id, str) and _SAFE_ID.match(container_id)):
                 container_id = ""  # never log a client string that could forge a log line
             try:
-                with run_job(Job(method.name, container_id, peer)):
+                with run_job(Job(method.name, container_id, peer), query=method.query):
                     if args:
                         raise InvalidParams(_BY_NAME)
                     result = await self._service.run(method, check_params(method, params))
@@ -130,7 +130,7 @@ class Dispatcher:
         return call
 
     async def _discover(self, peer: Peer | None, *args: Any, **params: Any) -> Any:
-        with run_job(Job("rpc.discover", peer=peer)):
+        with run_job(Job("rpc.discover", peer=peer), query=True):
             if args or params:
                 error = InvalidParams("Bad parameter: rpc.discover takes no params")
                 return Error(error.code, error.message, error.data())

@@ -58,3 +58,21 @@ def test_one_line_formatter_appends_fields():
     line = OneLineFormatter().format(record)
     assert line.endswith("INFO status: ok [JOB=status OUTCOME=ok]")
     assert "\n" not in line
+
+
+def test_a_query_is_logged_at_debug_when_it_succeeds_and_as_usual_when_it_fails(caplog):
+    caplog.set_level(logging.DEBUG, "dockernetd.jobs")
+    with run_job(Job("status"), query=True):
+        pass
+    assert finished(caplog).levelno == logging.DEBUG
+    caplog.clear()
+    with pytest.raises(IpOutOfRange), run_job(Job("list_interfaces"), query=True):
+        raise IpOutOfRange("10.0.0.1")
+    assert finished(caplog).levelno == logging.WARNING
+
+
+def test_nothing_is_formatted_below_the_log_level(caplog):
+    caplog.set_level(logging.INFO, "dockernetd.jobs")
+    with run_job(Job("status"), query=True):
+        pass
+    assert not [r for r in caplog.records if "OUTCOME" in getattr(r, "fields", {})]
