@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import glob
 import logging
 import os
 import re
@@ -46,19 +47,32 @@ class FirewallError(Exception):
     """iptables refused a change; nothing of the change is left in the kernel."""
 
 
-def xtables_libdir() -> str | None:
-    """Where the xtables extensions live, so importing iptc need not run ldconfig."""
+def library_hints() -> dict[str, str]:
+    """Where python-iptables' C libraries are, so importing it starts no ldconfig or gcc.
+
+    Left to itself, iptc looks for libxtables, its xtwrapper extension and the
+    xtables plugins with ctypes.util.find_library and ``ldconfig -v``, which run
+    ldconfig and gcc several times: most of its import time.  Given the
+    directories, it opens the files directly.
+    """
     multiarch = sysconfig.get_config_var("MULTIARCH") or ""
-    for candidate in (f"/usr/lib/{multiarch}/xtables", "/usr/lib/xtables", "/usr/lib64/xtables"):
-        if os.path.isdir(candidate):
-            return candidate
-    return None
+    hints: dict[str, str] = {}
+    for libdir in (f"/usr/lib/{multiarch}", "/usr/lib", "/usr/lib64"):
+        if os.path.isdir(f"{libdir}/xtables"):
+            hints["XTABLES_LIBDIR"] = f"{libdir}/xtables"
+            hints["IPTABLES_LIBDIR"] = f"{libdir}:{sysconfig.get_path('platlib')}"
+            versions = glob.glob(f"{libdir}/libxtables.so.*[0-9]")
+            if versions:
+                major = min(versions, key=len).rsplit(".", 1)[-1]  # libxtables.so.12
+                hints["PYTHON_IPTABLES_XTABLES_VERSION"] = major
+            break
+    return hints
 
 
 class Firewall:
     def __init__(self) -> None:
-        if "XTABLES_LIBDIR" not in os.environ and (libdir := xtables_libdir()):
-            os.environ["XTABLES_LIBDIR"] = libdir
+        for name, value in library_hints().items():
+            os.environ.setdefault(name, value)
         import iptc  # 250 ms and a C library with global state: only here, only in the worker
 
         self._iptc = iptc
