@@ -142,8 +142,7 @@ def test_published_ports_through_dnat_and_through_the_proxy(
     assert probe(host, "udp", "127.0.0.1", 49153, "q2") == f"dns:{gateway}:q2"
     rules = iptables_rules(host)
     assert (
-        '-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 '
-        "-j DNAT --to-destination 172.17.0.2:80"
+        "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80"
     ) in rules["nat"]
     assert (
         "-A FORWARD -d 172.17.0.2/32 ! -i docker0 -o docker0 -p udp -m udp --dport 53 -m comment "
