@@ -26,7 +26,7 @@ from common import ROOT, Daemon, row, rss_kib, summary
 from containers import bench_containers
 from proxy import bench_proxy
 
-from dockernetd.client import Client
+from dockernetd.client import Client, RpcError
 from dockernetd.ipam import IpAllocator
 
 RESULTS = ROOT / "bench" / "results"
@@ -35,16 +35,37 @@ RESULTS = ROOT / "bench" / "results"
 # -- allocator ---------------------------------------------------------------------------
 
 
+def slices(times: list[float]) -> tuple[dict[str, float], dict[str, float]]:
+    """The first and the last 1 % of a run of calls."""
+    size = max(1, len(times) // 100)
+    return summary(times[:size]), summary(times[-size:])
+
+
 def bench_allocator() -> dict:
+    daemon = Daemon("--iptables=false")  # allocate_interface touches no rule
+    try:
+        daemon.wait_ready()
+        rpc_times = []
+        with Client(daemon.socket) as c:
+            while True:
+                t = time.perf_counter()
+                try:
+                    c.call("allocate_interface", id=f"c{len(rpc_times)}")
+                except RpcError as exc:
+                    if exc.code != 1003:  # no_available_ips: the /16 is full
+                        raise
+                    break
+                rpc_times.append(time.perf_counter() - t)
+    finally:
+        daemon.stop()
+    rpc_first, rpc_last = slices(rpc_times)
     ips = IpAllocator(IPv4Interface("10.0.0.1/16"))
-    total = ips.capacity
     times = []
-    for _ in range(total):
+    for _ in range(ips.capacity):
         t = time.perf_counter()
         ips.request()
         times.append(time.perf_counter() - t)
-    slice_ = max(1, total // 100)
-    first, last = summary(times[:slice_]), summary(times[-slice_:])
+    first, last = slices(times)
     tracemalloc.start()
     big = IpAllocator(IPv4Interface("10.0.0.1/8"))
     t = time.perf_counter()
@@ -53,21 +74,29 @@ def bench_allocator() -> dict:
     slash8_time = time.perf_counter() - t
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    print("allocator (in-process)")
-    print(row("/16 first 1 %", first))
-    print(
-        row("/16 last 1 %", last, f"ratio last/first {last['median_us'] / first['median_us']:.2f}")
-    )
+    print(f"allocator (every address of the bridge's /16: {len(rpc_times)} allocate_interface)")
+    print(row("RPC, first 1 %", rpc_first))
+    print(row("RPC, last 1 %", rpc_last, f"ratio {ratio(rpc_last, rpc_first):.2f}"))
+    print(row("in-process, first 1 %", first))
+    print(row("in-process, last 1 %", last, f"ratio {ratio(last, first):.2f}"))
     print(
         f"  /8 pool: {peak / 2**20:.2f} MiB traced peak, "
         f"10,000 allocations in {slash8_time * 1e3:.0f} ms"
     )
     return {
+        "rpc_addresses": len(rpc_times),
+        "rpc_first_1pct": rpc_first,
+        "rpc_last_1pct": rpc_last,
+        "rpc_ratio_last_first": ratio(rpc_last, rpc_first),
         "first_1pct": first,
         "last_1pct": last,
-        "ratio_last_first": last["median_us"] / first["median_us"],
+        "ratio_last_first": ratio(last, first),
         "slash8_peak_mib": peak / 2**20,
     }
+
+
+def ratio(a: dict[str, float], b: dict[str, float]) -> float:
+    return a["median_us"] / b["median_us"]
 
 
 # -- rpc ---------------------------------------------------------------------------------
@@ -120,6 +149,27 @@ def round_trips(path: str, line: bytes, clients: int, per_client: int) -> tuple[
     return samples, time.perf_counter() - t0
 
 
+def allocate_release_pairs(path: str, clients: int, per_client: int) -> tuple[list[float], float]:
+    """allocate_interface + release_interface of a fresh id, from ``clients`` threads."""
+    samples: list[float] = []
+
+    def client(n: int) -> None:
+        with Client(path) as c:
+            for k in range(per_client):
+                t = time.perf_counter()
+                c.call("allocate_interface", id=f"p{n}-{k}")
+                c.call("release_interface", id=f"p{n}-{k}")
+                samples.append(time.perf_counter() - t)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    t0 = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return samples, time.perf_counter() - t0
+
+
 def bench_rpc() -> dict:
     status = b'{"jsonrpc":"2.0","method":"status","id":1}\n'
     workdir = tempfile.mkdtemp(prefix="dnd-bench-")
@@ -151,15 +201,16 @@ def bench_rpc() -> dict:
                 "status_rps": our_rate,
                 "ratio": our_rate / base_rate,
             }
-        pairs = []
-        with Client(daemon.socket) as c:
-            for n in range(1000):
-                t = time.perf_counter()
-                c.call("allocate_interface", id=f"b{n}")
-                c.call("release_interface", id=f"b{n}")
-                pairs.append(time.perf_counter() - t)
-        print(row("allocate+release pair, 1 client", summary(pairs)))
-        out["allocate_release_pair"] = summary(pairs)
+        for clients, per in ((1, 1000), (16, 100)):
+            samples, wall = allocate_release_pairs(daemon.socket, clients, per)
+            print(
+                row(
+                    f"allocate+release pair, {clients} client(s)",
+                    summary(samples),
+                    f"{len(samples) / wall:8.0f} pairs/s",
+                )
+            )
+            out[f"allocate_release_pair_{clients}"] = summary(samples)
     finally:
         daemon.stop()
         echo.kill()

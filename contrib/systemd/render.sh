@@ -6,10 +6,10 @@ out=$2
 here=$(dirname "$0")
 python="$prefix/.venv/bin/python"
 [ -x "$python" ] || { echo "render.sh: no $python (run make install)" >&2; exit 1; }
-libdir=$("$python" -c 'from dockernetd.kernel.firewall import xtables_libdir; print(xtables_libdir() or "")')
-[ -n "$libdir" ] || { echo "render.sh: xtables extensions not found (apt-get install iptables)" >&2; exit 1; }
+"$python" -c 'from dockernetd.kernel.firewall import library_hints; assert "XTABLES_LIBDIR" in library_hints()' 2>/dev/null ||
+  { echo "render.sh: xtables extensions not found (apt-get install iptables)" >&2; exit 1; }
 
 mkdir -p "$out"
-sed -e "s#@PREFIX@#$prefix#g" -e "s#@PYTHON@#$python#g" -e "s#@XTABLES_LIBDIR@#$libdir#g" \
+sed -e "s#@PREFIX@#$prefix#g" -e "s#@PYTHON@#$python#g" \
     "$here/dockernetd.service.in" > "$out/dockernetd.service"
 cp "$here/dockernetd.socket" "$out/dockernetd.socket"
