@@ -27,6 +27,9 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(SYSTEM_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check wheel
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@# pip writes no bytecode under PYTHONDONTWRITEBYTECODE, and a read-only checkout under
+	@# systemd cannot: without this, every start compiles trio, pyroute2... (+0.5 s to READY)
+	$(PY) -m compileall -q -j0 $(VENV)/lib dockernetd
 	touch $@
 
 # The daemon in the foreground with default flags. It configures the network of
