@@ -113,19 +113,20 @@ class PortMapper:
         """Stop the proxies, delete the rules, free the ports; rule errors are only logged.
 
         All the rules go in one commit per table (a container's release is one
-        table rewrite, not one per port); if that fails, each mapping is tried on
-        its own so one missing rule does not keep the others.
+        table rewrite, not one per port); if that fails, each rule is deleted on
+        its own, so one rule deleted behind our back does not keep the others.
         """
         for mapping in mappings:
             proxy, _ = self._running.pop(_Key(mapping.host_ip, mapping.host_port, mapping.proto))
             await _shielded(proxy.stop)
         if self.iptables and mappings:
+            rules = [rule for mapping in mappings for rule in self._rules(iface, mapping)]
             try:
-                await self._delete_rules(iface, mappings)
+                await self._change_rules(delete=rules)
             except FirewallFailed:
-                for mapping in mappings:
+                for rule in rules:
                     try:
-                        await self._delete_rules(iface, [mapping])
+                        await self._change_rules(delete=[rule])
                     except FirewallFailed as exc:
                         log.warning("Error on iptables delete: %s", exc.message)
             for mapping in mappings:
@@ -136,9 +137,6 @@ class PortMapper:
         for mapping in mappings:
             self.ports.release(mapping.host_ip, mapping.proto, mapping.host_port)
             iface.ports.remove(mapping)
-
-    async def _delete_rules(self, iface: Interface, mappings: Sequence[PortMapping]) -> None:
-        await self._change_rules(delete=[r for m in mappings for r in self._rules(iface, m)])
 
     def stopped_proxies(self) -> list[PortMapping]:
         """Mappings whose proxy stopped without being asked to (it failed)."""

@@ -272,6 +272,21 @@ def test_release_frees_port_rules_and_proxy(host, make_daemon, container, proces
     )
 
 
+def test_a_rule_deleted_behind_the_daemons_back_does_not_keep_the_others(
+    host, make_daemon, container
+):
+    daemon = make_daemon()
+    container(daemon, "web")
+    for host_port in (8080, 8081, 8082):
+        daemon.call("allocate_port", id="web", container_port=80, host_port=host_port)
+    gone = next(r for r in iptables_rules(host)["nat"] if "--dport 8081" in r)
+    host.exec("iptables-legacy", "-t", "nat", "-D", *gone.split()[1:])
+    # the release's one commit fails on the missing rule; each mapping is then deleted alone
+    assert len(daemon.call("release_interface", id="web")["released_ports"]) == 3
+    assert iptables_rules(host) == expected_boot(icc=True, ip_masq=True)
+    assert "Error on iptables delete" in daemon.log()
+
+
 def test_a_firewall_failure_leaves_nothing_behind(host, make_daemon, container):
     daemon = make_daemon()
     container(daemon, "web")

@@ -73,7 +73,7 @@ class Firewall:
     def __init__(self) -> None:
         for name, value in library_hints().items():
             os.environ.setdefault(name, value)
-        import iptc  # 250 ms and a C library with global state: only here, only in the worker
+        import iptc  # a C library with global state: only here, only in the worker
 
         self._iptc = iptc
         self._tables = {NAT: iptc.Table(iptc.Table.NAT), FILTER: iptc.Table(iptc.Table.FILTER)}
@@ -232,10 +232,10 @@ class Firewall:
     def _build(self, rule: Rule, *, normalise: bool = True) -> Any:
         """An iptc.Rule from save-form arguments (only the forms rules.py writes).
 
-        ``normalise`` runs python-iptables' final_check, which fills in what
-        iptables would (MASQUERADE's range count) so that the rule compares equal
-        to one read from the kernel; without it, only xtables' own final checks
-        run (see :meth:`_compile`).
+        ``normalise`` runs python-iptables' whole final_check, as its own
+        insert_rule and delete_rule do: for boot and verify, which compare with
+        rules read from the kernel.  Without it only xtables' own final checks run
+        (see :meth:`_compile`).
         """
         built = self._iptc.Rule()
         part: Any = None  # the match or target that --options belong to
