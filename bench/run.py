@@ -21,6 +21,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from ipaddress import IPv4Interface
+from typing import Any
 
 from common import ROOT, Daemon, row, rss_kib, summary
 from containers import bench_containers
@@ -41,11 +42,11 @@ def slices(times: list[float]) -> tuple[dict[str, float], dict[str, float]]:
     return summary(times[:size]), summary(times[-size:])
 
 
-def bench_allocator() -> dict:
+def bench_allocator() -> dict[str, Any]:
     daemon = Daemon("--iptables=false")  # allocate_interface touches no rule
     try:
         daemon.wait_ready()
-        rpc_times = []
+        rpc_times: list[float] = []
         with Client(daemon.socket) as c:
             while True:
                 t = time.perf_counter()
@@ -170,13 +171,13 @@ def allocate_release_pairs(path: str, clients: int, per_client: int) -> tuple[li
     return samples, time.perf_counter() - t0
 
 
-def bench_rpc() -> dict:
+def bench_rpc() -> dict[str, Any]:
     status = b'{"jsonrpc":"2.0","method":"status","id":1}\n'
     workdir = tempfile.mkdtemp(prefix="dnd-bench-")
     echo_path = f"{workdir}/echo.sock"
     echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, echo_path])
     daemon = Daemon("--iptables=false", "--icc=true")
-    out: dict = {}
+    out: dict[str, Any] = {}
     try:
         daemon.wait_ready()
         while not os.path.exists(echo_path):
@@ -255,7 +256,7 @@ def map_ports_concurrently(path: str, clients: int, total: int) -> float:
     return elapsed
 
 
-def bench_ports() -> dict:
+def bench_ports() -> dict[str, Any]:
     daemon = Daemon()
     try:
         daemon.wait_ready()
@@ -314,7 +315,7 @@ def bench_ports() -> dict:
 # -- boot --------------------------------------------------------------------------------
 
 
-def bench_boot(runs: int = 10) -> dict:
+def bench_boot(runs: int = 10) -> dict[str, Any]:
     to_ready, to_rpc = [], []
     for _ in range(runs):
         workdir = tempfile.mkdtemp(prefix="dnd-bench-")
@@ -348,7 +349,7 @@ def bench_boot(runs: int = 10) -> dict:
     }
 
 
-BENCHMARKS: dict[str, Callable[[], dict]] = {
+BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "allocator": bench_allocator,
     "rpc": bench_rpc,
     "ports": bench_ports,

@@ -11,6 +11,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 CHUNK = 1 << 20
 
@@ -30,11 +31,11 @@ def echo_once(conn: socket.socket) -> None:
         conn.sendall(conn.recv(64))
 
 
-def serve(port: int, handler: object) -> None:
+def serve(port: int, handler: Callable[[socket.socket], None]) -> None:
     listener = socket.create_server(("0.0.0.0", port), backlog=1024)
     while True:
         conn, _ = listener.accept()
-        threading.Thread(target=handler, args=(conn,), daemon=True).start()  # type: ignore[arg-type]
+        threading.Thread(target=handler, args=(conn,), daemon=True).start()
 
 
 def throughput(host: str, port: int, mib: int) -> float:
