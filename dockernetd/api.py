@@ -35,6 +35,8 @@ from .netutil import parse_ipv4, parse_mac
 CONTAINER_ID = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$"}
 IPV4 = {"type": "string", "format": "ipv4"}
 PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+#: One range publishes at most this many ports (each is a proxy and two rules).
+MAX_PORT_RANGE = 4096
 PROTO = {"type": "string", "enum": ["tcp", "udp"]}
 PORT_MAPPING = {
     "type": "object",
@@ -140,6 +142,44 @@ METHODS: tuple[Method, ...] = (
                 "proto": PROTO,
                 "container_ip": IPV4,
                 "container_port": PORT,
+            },
+        },
+        (
+            UnknownContainer,
+            PortAlreadyAllocated,
+            AllPortsAllocated,
+            ProxyFailed,
+            FirewallFailed,
+            NetworkDisabled,
+        ),
+    ),
+    Method(
+        "allocate_port_range",
+        "Publish count consecutive container ports (Docker's -p 8000-8009:80-89), all or "
+        "nothing: every proxy bound, then the rules of all in one commit per table.",
+        (
+            _ID,
+            Param("container_port", PORT, "the first port inside the container", required=True),
+            Param(
+                "count",
+                {"type": "integer", "minimum": 1, "maximum": MAX_PORT_RANGE},
+                f"how many consecutive ports (1-{MAX_PORT_RANGE})",
+                required=True,
+            ),
+            Param("proto", PROTO, "tcp or udp", default="tcp"),
+            Param("host_ip", IPV4, "host address to bind (default: the daemon's --ip)"),
+            Param(
+                "host_port",
+                {"type": "integer", "minimum": 0, "maximum": 65535},
+                "the first host port; 0 picks a free one in 49153-65535 for each",
+                default=0,
+            ),
+        ),
+        {
+            "type": "object",
+            "properties": {
+                "container_ip": IPV4,
+                "ports": {"type": "array", "items": PORT_MAPPING},
             },
         },
         (

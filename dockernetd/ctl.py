@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--proto", choices=("tcp", "udp"), default="tcp")
     ap.add_argument("--host-ip")
     ap.add_argument("--host-port", type=int, default=0)
+    ap.add_argument("--count", type=int, help="publish CPORT..CPORT+COUNT-1 (allocate_port_range)")
 
     lk = sub.add_parser("link", help="allow a parent to reach a child's ports")
     lk.add_argument("action", choices=("add", "remove"))
@@ -83,6 +84,8 @@ def request_for(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         }
         if args.host_ip:
             params["host_ip"] = args.host_ip
+        if args.count is not None:
+            return "allocate_port_range", {**params, "count": args.count}
         return "allocate_port", params
     if command == "verify":
         return "verify", {"repair": args.repair}

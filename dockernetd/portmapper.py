@@ -61,53 +61,64 @@ class PortMapper:
         iface: Interface,
         proto: str,
         host_ip: IPv4Address,
-        host_port: int,
-        container_port: int,
+        ports: Sequence[tuple[int, int]],
         *,
         with_rules: bool = True,
-    ) -> PortMapping:
-        """Publish ``container_port`` of ``iface`` on ``host_ip:host_port`` (0: dynamic).
+    ) -> list[PortMapping]:
+        """Publish each (host port, container port) of ``ports`` for ``iface``, all or nothing.
 
-        ``with_rules=False`` only takes the port and starts the proxy: at boot, the
-        rules of every restored mapping are reconciled at once instead.
+        A host port of 0 is dynamic.  Every host port is taken and its proxy bound
+        first; then the rules of them all go in as one commit per table.
+        ``with_rules=False`` only takes the ports and starts the proxies: at boot,
+        the rules of every restored mapping are reconciled at once instead.
         """
-        attempts = 1 if host_port else MAX_ALLOCATED_PORT_ATTEMPTS
-        for attempt in range(1, attempts + 1):
-            try:
-                return await self._map_once(
-                    iface, proto, host_ip, host_port, container_port, with_rules
-                )
-            except ProxyError as exc:
-                failure = ProxyFailed(f"Error starting userland proxy: {exc}")
-                if host_port:
-                    log.info("Failed to allocate and map port %d: %s", host_port, exc)
-                else:
-                    log.info("Failed to allocate and map port: %s, retry: %d", exc, attempt)
-        raise failure
+        async with contextlib.AsyncExitStack() as undo:
+            bound = [
+                await self._bind(iface, proto, host_ip, host_port, container_port, undo)
+                for host_port, container_port in ports
+            ]
+            mappings = [mapping for mapping, _ in bound]
+            if self.iptables and with_rules:
+                if proto == "udp":  # a remapped port must not keep its old flows
+                    await self._kernel.call(_forget_udp, host_ip, [m.host_port for m in mappings])
+                await self._change_rules(insert=self._rules_of(iface, mappings))
+            for mapping, proxy in bound:
+                self._running[_Key(mapping.host_ip, mapping.host_port, proto)] = (proxy, mapping)
+                iface.ports.append(mapping)
+            undo.pop_all()
+            return mappings
 
-    async def _map_once(
+    async def _bind(
         self,
         iface: Interface,
         proto: str,
         host_ip: IPv4Address,
         host_port: int,
         container_port: int,
-        with_rules: bool,
-    ) -> PortMapping:
-        async with contextlib.AsyncExitStack() as undo:
+        undo: contextlib.AsyncExitStack,
+    ) -> tuple[PortMapping, Proxy]:
+        """Take the host port and start its proxy, their undo on ``undo``.
+
+        The proxy's bind proves the kernel agrees the port is free; a dynamic port
+        whose bind fails is released and the next one tried, up to 10 times.
+        """
+        attempts = 1 if host_port else MAX_ALLOCATED_PORT_ATTEMPTS
+        for attempt in range(1, attempts + 1):
             port = self.ports.request(str(host_ip), proto, host_port)
+            try:
+                proxy = await self._proxies.start(proto, host_ip, port, iface.ip, container_port)
+            except ProxyError as exc:
+                self.ports.release(str(host_ip), proto, port)
+                failure = ProxyFailed(f"Error starting userland proxy: {exc}")
+                if host_port:
+                    log.info("Failed to allocate and map port %d: %s", host_port, exc)
+                else:
+                    log.info("Failed to allocate and map port: %s, retry: %d", exc, attempt)
+                continue
             undo.callback(self.ports.release, str(host_ip), proto, port)
-            proxy = await self._proxies.start(proto, host_ip, port, iface.ip, container_port)
             undo.push_async_callback(_shielded, proxy.stop)
-            mapping = PortMapping(str(host_ip), port, proto, container_port)
-            if self.iptables and with_rules:
-                if proto == "udp":  # a remapped port must not keep its old flows
-                    await self._kernel.call(_forget_udp, host_ip, port)
-                await self._change_rules(insert=self._rules(iface, mapping))
-            self._running[_Key(str(host_ip), port, proto)] = (proxy, mapping)
-            iface.ports.append(mapping)
-            undo.pop_all()
-            return mapping
+            return PortMapping(str(host_ip), port, proto, container_port), proxy
+        raise failure
 
     async def unmap(self, iface: Interface, mappings: Sequence[PortMapping]) -> None:
         """Stop the proxies, delete the rules, free the ports; rule errors are only logged.
@@ -120,7 +131,7 @@ class PortMapper:
             proxy, _ = self._running.pop(_Key(mapping.host_ip, mapping.host_port, mapping.proto))
             await _shielded(proxy.stop)
         if self.iptables and mappings:
-            rules = [rule for mapping in mappings for rule in self._rules(iface, mapping)]
+            rules = self._rules_of(iface, mappings)
             try:
                 await self._change_rules(delete=rules)
             except FirewallFailed:
@@ -129,11 +140,8 @@ class PortMapper:
                         await self._change_rules(delete=[rule])
                     except FirewallFailed as exc:
                         log.warning("Error on iptables delete: %s", exc.message)
-            for mapping in mappings:
-                if mapping.proto == "udp":
-                    await self._kernel.call(
-                        _forget_udp, IPv4Address(mapping.host_ip), mapping.host_port
-                    )
+            for host_ip, ports in _udp_ports_by_address(mappings).items():
+                await self._kernel.call(_forget_udp, host_ip, ports)
         for mapping in mappings:
             self.ports.release(mapping.host_ip, mapping.proto, mapping.host_port)
             iface.ports.remove(mapping)
@@ -155,18 +163,22 @@ class PortMapper:
         """Every rule of the mappings of ``interfaces`` (what the firewall should hold)."""
         if not self.iptables:
             return []
-        return [rule for iface in interfaces for m in iface.ports for rule in self._rules(iface, m)]
+        return [rule for iface in interfaces for rule in self._rules_of(iface, iface.ports)]
 
-    def _rules(self, iface: Interface, mapping: PortMapping) -> tuple[Rule, Rule]:
-        return mapping_rules(
-            self.bridge,
-            iface.container_id,
-            mapping.proto,
-            IPv4Address(mapping.host_ip),
-            mapping.host_port,
-            iface.ip,
-            mapping.container_port,
-        )
+    def _rules_of(self, iface: Interface, mappings: Iterable[PortMapping]) -> list[Rule]:
+        return [
+            rule
+            for m in mappings
+            for rule in mapping_rules(
+                self.bridge,
+                iface.container_id,
+                m.proto,
+                IPv4Address(m.host_ip),
+                m.host_port,
+                iface.ip,
+                m.container_port,
+            )
+        ]
 
     async def _change_rules(self, insert: Sequence[Rule] = (), delete: Sequence[Rule] = ()) -> None:
         try:
@@ -175,10 +187,19 @@ class PortMapper:
             raise FirewallFailed(f"iptables: {exc}") from exc
 
 
-def _forget_udp(ctx: KernelContext, host_ip: IPv4Address, host_port: int) -> None:
-    forgotten = ctx.conntrack.forget_udp(host_ip, host_port)
-    if forgotten:
-        log.info("forgot %d udp conntrack entries of %s:%d", forgotten, host_ip, host_port)
+def _udp_ports_by_address(mappings: Iterable[PortMapping]) -> dict[IPv4Address, list[int]]:
+    ports: dict[IPv4Address, list[int]] = {}
+    for m in mappings:
+        if m.proto == "udp":
+            ports.setdefault(IPv4Address(m.host_ip), []).append(m.host_port)
+    return ports
+
+
+def _forget_udp(ctx: KernelContext, host_ip: IPv4Address, host_ports: list[int]) -> None:
+    for host_port in host_ports:
+        forgotten = ctx.conntrack.forget_udp(host_ip, host_port)
+        if forgotten:
+            log.info("forgot %d udp conntrack entries of %s:%d", forgotten, host_ip, host_port)
 
 
 async def _shielded(fn: Callable[[], Awaitable[Any]]) -> None:

@@ -59,8 +59,7 @@ async def restore(driver: BridgeDriver, state: StateLog, kernel: KernelWorker) -
                 held,
                 mapping["proto"],
                 IPv4Address(mapping["host_ip"]),
-                int(mapping["host_port"]),
-                int(mapping["container_port"]),
+                [(int(mapping["host_port"]), int(mapping["container_port"]))],
                 with_rules=False,
             )
         except (ApiError, ProxyError, ValueError) as exc:

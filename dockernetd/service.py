@@ -24,8 +24,9 @@ from . import __version__
 from .api import Method
 from .config import Config
 from .driver import BridgeDriver
-from .errors import NetworkDisabled
+from .errors import InvalidParams, NetworkDisabled
 from .links import ADD_ACTIONS
+from .network import Interface, PortMapping
 from .state import StateLog
 from .verify import verify
 
@@ -145,17 +146,7 @@ class Service:
         host_ip: IPv4Address | None,
         host_port: int,
     ) -> dict[str, Any]:
-        driver = self._driver()
-        async with self._gate.change(), self._containers.hold(id):
-            iface = driver.network.interface(id)
-            mapping = await driver.mapper.map(
-                iface, proto, host_ip or IPv4Address(self.config.ip), host_port, container_port
-            )
-            try:
-                self._record({"t": "port", "id": id, **mapping.public()})
-            except OSError:
-                await driver.mapper.unmap(iface, [mapping])
-                raise
+        iface, [mapping] = await self._publish(id, proto, host_ip, [(host_port, container_port)])
         return {
             "host_ip": mapping.host_ip,
             "host_port": mapping.host_port,
@@ -163,6 +154,40 @@ class Service:
             "container_ip": str(iface.ip),
             "container_port": mapping.container_port,
         }
+
+    async def allocate_port_range(
+        self,
+        id: str,
+        container_port: int,
+        count: int,
+        proto: str,
+        host_ip: IPv4Address | None,
+        host_port: int,
+    ) -> dict[str, Any]:
+        for first, name in ((container_port, "container_port"), (host_port, "host_port")):
+            if first and first + count - 1 > 65535:
+                raise InvalidParams(
+                    f"Bad parameter: {name} {first} + count {count} goes past 65535", param=name
+                )
+        pairs = [(host_port + n if host_port else 0, container_port + n) for n in range(count)]
+        iface, mappings = await self._publish(id, proto, host_ip, pairs)
+        return {"container_ip": str(iface.ip), "ports": [m.public() for m in mappings]}
+
+    async def _publish(
+        self, id: str, proto: str, host_ip: IPv4Address | None, pairs: list[tuple[int, int]]
+    ) -> tuple[Interface, list[PortMapping]]:
+        driver = self._driver()
+        async with self._gate.change(), self._containers.hold(id):
+            iface = driver.network.interface(id)
+            mappings = await driver.mapper.map(
+                iface, proto, host_ip or IPv4Address(self.config.ip), pairs
+            )
+            try:
+                self._record_all([{"t": "port", "id": id, **m.public()} for m in mappings])
+            except OSError:
+                await driver.mapper.unmap(iface, mappings)
+                raise
+        return iface, mappings
 
     async def link(
         self,
@@ -193,14 +218,16 @@ class Service:
 
     def _record(self, record: dict[str, Any], undo: Callable[[], object] | None = None) -> None:
         """Make a committed change durable before it is acknowledged; undo it if that fails."""
-        if self._state is None:
-            return
         try:
-            self._state.append(record)
+            self._record_all([record])
         except OSError:
             if undo is not None:
                 undo()
             raise
+
+    def _record_all(self, records: list[dict[str, Any]]) -> None:
+        if self._state is not None:
+            self._state.append(*records)
 
     async def verify(self, repair: bool) -> dict[str, Any]:
         driver = self._driver()

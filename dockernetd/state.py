@@ -163,12 +163,13 @@ class StateLog:
         self.snapshot = snapshot
         self._lines = snapshot.size()
 
-    def append(self, record: dict[str, Any]) -> None:
-        """Record one committed change durably (the caller answers the client after)."""
-        self.snapshot.apply(record)
-        self._file.write(encode(record))
+    def append(self, *records: dict[str, Any]) -> None:
+        """Record committed changes durably, one write and one sync (the caller answers after)."""
+        for record in records:
+            self.snapshot.apply(record)
+        self._file.write(b"".join(map(encode, records)))
         os.fdatasync(self._file.fileno())
-        self._lines += 1
+        self._lines += len(records)
         if self._lines > max(COMPACT_MIN_LINES, COMPACT_RATIO * self.snapshot.size()):
             self.rewrite(self.snapshot)
 

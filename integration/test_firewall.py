@@ -209,6 +209,61 @@ def test_a_port_held_twice_or_by_another_process(host, make_daemon, container, p
     assert [p["host_port"] for p in daemon.call("list_interfaces")[0]["ports"]] == [8080, 49154]
 
 
+def test_a_port_range_is_published_in_one_go_and_released_with_its_container(
+    host, outside, make_daemon, container, processes
+):
+    daemon = make_daemon()
+    ns, _ = container(daemon, "web")
+    processes.append(start_echo_server(ns, "tcp", 8001, "web"))
+    result = daemon.call(
+        "allocate_port_range", id="web", container_port=8000, count=3, host_port=9000
+    )
+    assert result == {
+        "container_ip": "172.17.0.2",
+        "ports": [
+            {
+                "host_ip": "0.0.0.0",
+                "host_port": 9000 + n,
+                "proto": "tcp",
+                "container_port": 8000 + n,
+            }
+            for n in range(3)
+        ],
+    }
+    rules = iptables_rules(host)
+    for n in range(3):
+        assert (
+            f"-A DOCKER ! -i docker0 -p tcp -m tcp --dport {9000 + n} "
+            f"-j DNAT --to-destination 172.17.0.2:{8000 + n}"
+        ) in rules["nat"]
+        assert (
+            f"-A FORWARD -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport {8000 + n} "
+            '-m comment --comment "dockernetd:web" -j ACCEPT'
+        ) in rules["filter"]
+    assert probe(outside, "tcp", HOST_UPLINK, 9001, "r") == f"web:{OUTSIDE}:r"
+    assert probe(host, "tcp", "127.0.0.1", 9001, "p").startswith("web:")
+    assert len(daemon.call("release_interface", id="web")["released_ports"]) == 3
+    assert iptables_rules(host) == expected_boot(icc=True, ip_masq=True)
+
+
+def test_a_port_range_with_one_port_taken_leaves_nothing(host, make_daemon, container, processes):
+    daemon = make_daemon()
+    container(daemon, "web")
+    processes.append(start_echo_server(host, "tcp", 9001, "squatter"))
+    with pytest.raises(RpcError) as exc:
+        daemon.call("allocate_port_range", id="web", container_port=80, count=3, host_port=9000)
+    assert exc.value.code == 1007
+    assert iptables_rules(host) == expected_boot(icc=True, ip_masq=True)
+    assert daemon.call("list_interfaces")[0]["ports"] == []
+    # the ports taken before the failure are free again, for this daemon and for the kernel
+    assert (
+        daemon.call("allocate_port", id="web", container_port=80, host_port=9000)["host_port"]
+        == 9000
+    )
+    dynamic = daemon.call("allocate_port_range", id="web", container_port=81, count=2, proto="udp")
+    assert [p["host_port"] for p in dynamic["ports"]] == [49153, 49154]
+
+
 def test_specific_host_ip(host, outside, make_daemon, container, processes):
     daemon = make_daemon()
     ns, _ = container(daemon, "web")

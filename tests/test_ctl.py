@@ -19,6 +19,10 @@ def test_commands_map_to_methods():
         "allocate_port",
         {"id": "web1", "container_port": 80, "proto": "udp", "host_port": 8080},
     )
+    assert request("allocate-port", "web1", "8000", "--host-port", "8000", "--count", "10") == (
+        "allocate_port_range",
+        {"id": "web1", "container_port": 8000, "proto": "tcp", "host_port": 8000, "count": 10},
+    )
     assert request("link", "add", "172.17.0.2", "172.17.0.3", "80/tcp", "53/udp") == (
         "link",
         {

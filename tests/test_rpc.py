@@ -205,6 +205,35 @@ def test_positional_params_are_refused():
     assert error_of(response)[0] == -32602 and response["id"] == 3
 
 
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"count": 0}, "Bad parameter: count 0 is out of range 1-4096"),
+        ({"count": 4097}, "Bad parameter: count 4097 is out of range 1-4096"),
+        (
+            {"container_port": 65530, "count": 7},
+            "Bad parameter: container_port 65530 + count 7 goes past 65535",
+        ),
+        (
+            {"host_port": 65535, "count": 2},
+            "Bad parameter: host_port 65535 + count 2 goes past 65535",
+        ),
+    ],
+)
+def test_a_port_range_must_fit(params, message):
+    d = make_dispatcher()
+    call(d, "allocate_interface", id="a")
+    response = call(d, "allocate_port_range", **{"id": "a", "container_port": 80, **params})
+    assert error_of(response)[0] == -32602
+    assert response["error"]["message"] == message
+
+
+def test_a_port_range_for_an_unknown_container_is_1004():
+    d = make_dispatcher()
+    response = call(d, "allocate_port_range", id="ghost", container_port=80, count=3)
+    assert error_of(response)[0] == 1004
+
+
 def test_allocate_port_for_an_unknown_container_is_1004():
     d = make_dispatcher()
     assert error_of(call(d, "allocate_port", id="ghost", container_port=80)) == (
