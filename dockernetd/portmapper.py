@@ -3,6 +3,7 @@
 Docker 1.4's portmapper, reordered so that a failure is cheaper and leaves
 nothing behind: the host port is taken from the allocator, the proxy binds it
 (proving the kernel agrees it is free), then the two rules go in as one commit.
+A range does the same for every port, then commits the rules of all at once.
 Each step registers its undo; if a later step fails, the earlier ones are undone
 in reverse order, so a failed ``allocate_port`` leaves no port, rule or proxy.
 A dynamic port whose bind fails is released and the next one tried, up to 10
@@ -144,7 +145,8 @@ class PortMapper:
                 await self._kernel.call(_forget_udp, host_ip, ports)
         for mapping in mappings:
             self.ports.release(mapping.host_ip, mapping.proto, mapping.host_port)
-            iface.ports.remove(mapping)
+        gone = set(mappings)  # a mapping's host address, port and proto are its own
+        iface.ports[:] = [mapping for mapping in iface.ports if mapping not in gone]
 
     def stopped_proxies(self) -> list[PortMapping]:
         """Mappings whose proxy stopped without being asked to (it failed)."""
