@@ -1,4 +1,5 @@
 import json
+import logging
 
 import pytest
 
@@ -193,3 +194,22 @@ def test_help_documents_every_flag(capsys):
         "--log-level",
     ):
         assert flag in out
+
+
+def test_sighup_applies_the_log_level_and_names_what_needs_a_restart(tmp_path, caplog):
+    path = write(tmp_path, {"icc": True, "log-level": "info"})
+    argv = ["--config-file", path]
+    running = parse_args(argv)
+    root = logging.getLogger()
+    level = root.level
+    try:
+        write(tmp_path, {"icc": False, "mtu": 1400, "log-level": "debug"})
+        daemon._reload(running, argv)
+        assert root.level == logging.DEBUG
+        assert "SIGHUP: icc, mtu changed; restart dockernetd to apply" in caplog.messages
+        write(tmp_path, "{not json")
+        daemon._reload(running, argv)
+        assert any("SIGHUP: configuration not reloaded" in m for m in caplog.messages)
+        assert root.level == logging.DEBUG  # a bad file changes nothing
+    finally:
+        root.setLevel(level)
