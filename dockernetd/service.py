@@ -133,9 +133,11 @@ class Service:
         async with self._gate.change(), self._containers.hold(id):
             iface = driver.network.interface(id, releasing=True)
             released = [mapping.public() for mapping in iface.ports]
+            # Recorded first: if it cannot be, nothing is released; once it is, whatever the
+            # unmap leaves in the kernel belongs to no one, and a restart's reconcile removes it.
+            self._record({"t": "release", "id": id})
             await driver.mapper.unmap(iface, list(iface.ports))
             driver.network.release_interface(id)
-            self._record({"t": "release", "id": id})
         return {"id": iface.container_id, "ip": str(iface.ip), "released_ports": released}
 
     async def allocate_port(

@@ -164,11 +164,15 @@ class StateLog:
         self._lines = snapshot.size()
 
     def append(self, *records: dict[str, Any]) -> None:
-        """Record committed changes durably, one write and one sync (the caller answers after)."""
-        for record in records:
-            self.snapshot.apply(record)
+        """Record committed changes durably, one write and one sync (the caller answers after).
+
+        The snapshot takes them only once they are on disk: a failed write (OSError)
+        leaves it as the file says.
+        """
         self._file.write(b"".join(map(encode, records)))
         os.fdatasync(self._file.fileno())
+        for record in records:
+            self.snapshot.apply(record)
         self._lines += len(records)
         if self._lines > max(COMPACT_MIN_LINES, COMPACT_RATIO * self.snapshot.size()):
             self.rewrite(self.snapshot)

@@ -17,9 +17,12 @@ from dockernetd.network import Bridge, BridgeNetwork
 from dockernetd.portmapper import PortMapper
 from dockernetd.rpc import MAX_BATCH, Dispatcher
 from dockernetd.service import Service
+from dockernetd.state import Snapshot, StateLog
 
 
-def make_dispatcher(network: bool = True, bridge: str = "172.17.42.1/16") -> Dispatcher:
+def make_dispatcher(
+    network: bool = True, bridge: str = "172.17.42.1/16", state: StateLog | None = None
+) -> Dispatcher:
     """A dispatcher over a real network model; the kernel parts are never reached here."""
     driver = None
     if network:
@@ -31,7 +34,7 @@ def make_dispatcher(network: bool = True, bridge: str = "172.17.42.1/16") -> Dis
             Links("docker0", unreachable),
             unreachable,
         )
-    return Dispatcher(Service(Config(), driver))
+    return Dispatcher(Service(Config(), driver, state))
 
 
 def send(dispatcher: Dispatcher, payload: Any) -> Any:
@@ -232,6 +235,19 @@ def test_a_port_range_for_an_unknown_container_is_1004():
     d = make_dispatcher()
     response = call(d, "allocate_port_range", id="ghost", container_port=80, count=3)
     assert error_of(response)[0] == 1004
+
+
+def test_a_change_that_cannot_be_recorded_changes_nothing(tmp_path):
+    state = StateLog(str(tmp_path))
+    state.rewrite(Snapshot())
+    d = make_dispatcher(state=state)
+    call(d, "allocate_interface", id="web")
+    state._file.close()
+    state._file = open("/dev/full", "ab", buffering=0)  # noqa: SIM115 (every write: ENOSPC)
+    assert error_of(call(d, "release_interface", id="web"))[0] == -32603
+    assert error_of(call(d, "allocate_interface", id="db"))[0] == -32603
+    assert [i["id"] for i in call(d, "list_interfaces")["result"]] == ["web"]
+    assert list(state.snapshot.interfaces) == ["web"]
 
 
 def test_allocate_port_for_an_unknown_container_is_1004():
