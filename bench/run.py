@@ -141,11 +141,22 @@ trio.run(main, sys.argv[1])
 """
 
 
+def in_threads(work: Callable[[int], None], count: int) -> float:
+    """Run ``work(0)`` .. ``work(count - 1)`` in as many threads; the seconds until all end."""
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(count)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
 def round_trips(path: str, line: bytes, clients: int, per_client: int) -> tuple[list[float], float]:
     samples: list[float] = []
     lock = threading.Lock()
 
-    def client() -> None:
+    def client(_: int) -> None:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.connect(path)
         reader = s.makefile("rb")
@@ -159,13 +170,7 @@ def round_trips(path: str, line: bytes, clients: int, per_client: int) -> tuple[
         with lock:
             samples.extend(mine)
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return samples, time.perf_counter() - t0
+    return samples, in_threads(client, clients)
 
 
 def allocate_release_pairs(path: str, clients: int, per_client: int) -> tuple[list[float], float]:
@@ -180,13 +185,7 @@ def allocate_release_pairs(path: str, clients: int, per_client: int) -> tuple[li
                 c.call("release_interface", id=f"p{n}-{k}")
                 samples.append(time.perf_counter() - t)
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    t0 = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return samples, time.perf_counter() - t0
+    return samples, in_threads(client, clients)
 
 
 def bench_rpc() -> dict[str, Any]:
@@ -261,13 +260,7 @@ def map_ports_concurrently(path: str, clients: int, total: int) -> float:
     with Client(path) as c:
         for n in range(clients):
             c.call("allocate_interface", id=f"busy{n}")
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    t = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - t
+    elapsed = in_threads(client, clients)
     with Client(path, timeout=120) as c:
         for n in range(clients):
             c.call("release_interface", id=f"busy{n}")

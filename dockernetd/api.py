@@ -75,6 +75,16 @@ class Method:
 
 
 _ID = Param("id", CONTAINER_ID, "container id: 1-128 of A-Z a-z 0-9 _ . -", required=True)
+_PROTO = Param("proto", PROTO, "tcp or udp", default="tcp")
+_HOST_IP = Param("host_ip", IPV4, "host address to bind (default: the daemon's --ip)")
+_PUBLISH_ERRORS = (
+    UnknownContainer,
+    PortAlreadyAllocated,
+    AllPortsAllocated,
+    ProxyFailed,
+    FirewallFailed,
+    NetworkDisabled,
+)
 
 METHODS: tuple[Method, ...] = (
     Method(
@@ -125,8 +135,8 @@ METHODS: tuple[Method, ...] = (
         (
             _ID,
             Param("container_port", PORT, "the port inside the container", required=True),
-            Param("proto", PROTO, "tcp or udp", default="tcp"),
-            Param("host_ip", IPV4, "host address to bind (default: the daemon's --ip)"),
+            _PROTO,
+            _HOST_IP,
             Param(
                 "host_port",
                 {"type": "integer", "minimum": 0, "maximum": 65535},
@@ -144,14 +154,7 @@ METHODS: tuple[Method, ...] = (
                 "container_port": PORT,
             },
         },
-        (
-            UnknownContainer,
-            PortAlreadyAllocated,
-            AllPortsAllocated,
-            ProxyFailed,
-            FirewallFailed,
-            NetworkDisabled,
-        ),
+        _PUBLISH_ERRORS,
     ),
     Method(
         "allocate_port_range",
@@ -166,8 +169,8 @@ METHODS: tuple[Method, ...] = (
                 f"how many consecutive ports (1-{MAX_PORT_RANGE})",
                 required=True,
             ),
-            Param("proto", PROTO, "tcp or udp", default="tcp"),
-            Param("host_ip", IPV4, "host address to bind (default: the daemon's --ip)"),
+            _PROTO,
+            _HOST_IP,
             Param(
                 "host_port",
                 {"type": "integer", "minimum": 0, "maximum": 65535},
@@ -182,14 +185,7 @@ METHODS: tuple[Method, ...] = (
                 "ports": {"type": "array", "items": PORT_MAPPING},
             },
         },
-        (
-            UnknownContainer,
-            PortAlreadyAllocated,
-            AllPortsAllocated,
-            ProxyFailed,
-            FirewallFailed,
-            NetworkDisabled,
-        ),
+        _PUBLISH_ERRORS,
     ),
     Method(
         "link",
