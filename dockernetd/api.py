@@ -35,6 +35,7 @@ from .netutil import parse_ipv4, parse_mac
 CONTAINER_ID = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$"}
 IPV4 = {"type": "string", "format": "ipv4"}
 PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+HOST_PORT = {"type": "integer", "minimum": 0, "maximum": 65535}  # 0: a dynamic port
 #: One range publishes at most this many ports (each is a proxy and two rules).
 MAX_PORT_RANGE = 4096
 PROTO = {"type": "string", "enum": ["tcp", "udp"]}
@@ -139,7 +140,7 @@ METHODS: tuple[Method, ...] = (
             _HOST_IP,
             Param(
                 "host_port",
-                {"type": "integer", "minimum": 0, "maximum": 65535},
+                HOST_PORT,
                 "host port; 0 picks the next free one in 49153-65535",
                 default=0,
             ),
@@ -173,7 +174,7 @@ METHODS: tuple[Method, ...] = (
             _HOST_IP,
             Param(
                 "host_port",
-                {"type": "integer", "minimum": 0, "maximum": 65535},
+                HOST_PORT,
                 "the first host port; 0 picks a free one in 49153-65535 for each",
                 default=0,
             ),
