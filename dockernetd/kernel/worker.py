@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import outcome
 import trio
@@ -114,7 +114,7 @@ class KernelWorker:
                 work, args, _, _ = job
                 if isinstance(work, RuleChange):
                     group = [job, *self._more_rule_changes(held)]
-                    changes = [change for change, *_ in group if isinstance(change, RuleChange)]
+                    changes = [cast(RuleChange, change) for change, *_ in group]
                     for member, result in zip(group, _apply_group(context, changes), strict=True):
                         _deliver(member, result)
                 else:
