@@ -71,6 +71,26 @@ def test_rules_compile_to_the_same_bytes_as_python_iptables_normalises_them(host
     assert [line for line in lines if not line.startswith("True ")] == []
 
 
+# Importing python-iptables as the firewall does, recording every command it starts.
+IMPORT_WITH_HINTS = """
+import os, subprocess
+from dockernetd.kernel.firewall import library_hints
+for name, value in library_hints().items():
+    os.environ[name] = value
+real_init = subprocess.Popen.__init__
+def recording_init(self, args, *rest, **kwargs):
+    print(args if isinstance(args, str) else " ".join(map(str, args)))
+    real_init(self, args, *rest, **kwargs)
+subprocess.Popen.__init__ = recording_init
+import iptc
+"""
+
+
+def test_python_iptables_is_imported_without_gcc_or_an_ldconfig_scan(host):
+    started = host.exec(sys.executable, "-c", IMPORT_WITH_HINTS).stdout.splitlines()
+    assert not [c for c in started if "gcc" in c or c.endswith("ldconfig -N -v")], started
+
+
 def expected_boot(icc: bool, ip_masq: bool) -> dict[str, list[str]]:
     nat = BOOT_NAT + ([MASQUERADE] if ip_masq else [])
     icc_rule = f"-A FORWARD -i docker0 -o docker0 -j {'ACCEPT' if icc else 'DROP'}"
