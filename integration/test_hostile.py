@@ -30,7 +30,7 @@ json_values = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(-(2**70), 2**70)
-    | st.floats(allow_nan=False)
+    | st.floats(allow_nan=False, allow_infinity=False)  # non_finite sends those
     | st.text(max_size=40),
     lambda children: (
         st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
@@ -67,14 +67,77 @@ invalid_calls = st.builds(
     st.text(alphabet="abcdefghij", min_size=1, max_size=6),
     st.integers(0, 10**6) | st.text(max_size=10),
 )
-malformed = st.one_of(
-    json_values.map(json.dumps),  # any JSON that is not a request
-    st.binary(max_size=300).map(lambda b: b.replace(b"\n", b" ").decode("latin-1")),
-    invalid_calls.map(json.dumps),
-    st.lists(invalid_calls | json_values, min_size=0, max_size=5).map(json.dumps),  # batches
-    invalid_calls.map(lambda c: json.dumps({**c, "jsonrpc": "1.0"})),
-    st.integers(1, 300).map(lambda n: "[" * n),
+# What a strict parser must refuse: non-finite numbers, bytes that are not UTF-8, lone surrogates.
+non_finite = st.recursive(
+    st.sampled_from([float("nan"), float("inf"), float("-inf")]),
+    lambda children: (
+        st.lists(children, min_size=1, max_size=3)
+        | st.builds(
+            lambda v, rid: {"jsonrpc": "2.0", "method": "status", "params": {"v": v}, "id": rid},
+            children,
+            st.integers(),
+        )
+    ),
+    max_leaves=4,
+).map(lambda doc: json.dumps(doc).encode())
+not_utf8 = st.builds(
+    lambda before, bad, after: before + bad + after,
+    st.sampled_from(
+        [b'{"jsonrpc":"2.0","method":"', b'{"jsonrpc":"2.0","method":"status","id":"', b"["]
+    ),
+    st.sampled_from(
+        [b"\xc3(", b"\xed\xa0\x80", b"\xc0\xaf", b"\xff", b"\xf4\x90\x80\x80", b"\xe2\x82"]
+    ),
+    st.sampled_from([b'","id":1}', b'"}', b"]"]),
 )
+lone_surrogates = st.text(
+    alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=3
+).flatmap(
+    lambda text: st.sampled_from(
+        [
+            json.dumps({"jsonrpc": "2.0", "method": text, "id": 1}).encode(),  # escaped: "\\ud800"
+            json.dumps(
+                {"jsonrpc": "2.0", "method": "status", "id": text}, ensure_ascii=False
+            ).encode(
+                "utf-8",
+                "surrogatepass",  # raw: the bytes ED A0 80
+            ),
+        ]
+    )
+)
+malformed = st.one_of(
+    json_values.map(json.dumps).map(str.encode),  # any JSON that is not a request
+    st.binary(max_size=300).map(lambda b: b.replace(b"\n", b" ")),
+    invalid_calls.map(json.dumps).map(str.encode),
+    st.lists(invalid_calls | json_values, min_size=0, max_size=5).map(json.dumps).map(str.encode),
+    invalid_calls.map(lambda c: json.dumps({**c, "jsonrpc": "1.0"}).encode()),
+    st.integers(1, 300).map(lambda n: b"[" * n),
+    non_finite,
+    not_utf8,
+    lone_surrogates,
+)
+# A batch whose answer is known: (member, the id its answer carries, or None for no answer).
+batch_members = st.one_of(
+    json_values.filter(lambda v: not isinstance(v, dict)).map(lambda v: (v, [None])),
+    invalid_calls.map(lambda c: (c, [c["id"]])),
+    st.integers().map(lambda n: ({"jsonrpc": "2.0", "method": "status", "id": n}, [n])),
+    st.just(({"jsonrpc": "2.0", "method": "status"}, [])),  # a notification
+)
+known_batches = st.lists(batch_members, min_size=1, max_size=8).map(
+    lambda members: (
+        json.dumps([m for m, _ in members]).encode(),
+        [request_id for _, ids in members for request_id in ids],
+    )
+)
+
+
+def strict(line: bytes) -> object:
+    """A line as a strict JSON parser reads it: UTF-8, no NaN or Infinity."""
+
+    def refuse(name: str) -> object:
+        raise AssertionError(f"{name} sent: {line!r}")
+
+    return json.loads(line.decode("utf-8"), parse_constant=refuse)
 
 
 def test_fuzzed_requests_get_answers_and_change_nothing(make_daemon):
@@ -95,15 +158,16 @@ def test_fuzzed_requests_get_answers_and_change_nothing(make_daemon):
         derandomize=True,
         suppress_health_check=list(HealthCheck),
     )
-    @given(malformed)
-    def exchange(line: str) -> None:
+    @given(malformed.map(lambda line: (line, None)) | known_batches)
+    def exchange(case: tuple[bytes, list[object] | None]) -> None:
+        line, batch_ids = case
         sentinel = f"sentinel-{next(counter)}"
-        conn.sendall(line.encode("utf-8", "surrogateescape") + b"\n")
+        conn.sendall(line + b"\n")
         conn.sendall(
             json.dumps({"jsonrpc": "2.0", "method": "status", "id": sentinel}).encode() + b"\n"
         )
         while True:
-            answer = json.loads(reader.readline())
+            answer = strict(reader.readline())
             for response in answer if isinstance(answer, list) else [answer]:
                 assert response["jsonrpc"] == "2.0"
                 assert ("result" in response) != ("error" in response)
@@ -112,6 +176,8 @@ def test_fuzzed_requests_get_answers_and_change_nothing(make_daemon):
                     assert isinstance(response["error"]["data"]["error"], str)
             if isinstance(answer, dict) and answer.get("id") == sentinel:
                 return
+            if batch_ids is not None:  # one answer per member that is not a notification
+                assert [r["id"] for r in answer] == batch_ids
 
     exchange()
     conn.close()

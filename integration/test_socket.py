@@ -103,6 +103,52 @@ def test_hostile_clients_do_not_disturb_others(make_daemon):
     assert "Traceback" not in daemon.log()
 
 
+def read_strict(s: socket.socket) -> object:
+    """The next answer line, parsed as a strict JSON parser would (no NaN, no Infinity)."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = s.recv(65536)
+        assert chunk, "connection closed"
+        data += chunk
+
+    def refuse(name: str) -> object:
+        raise AssertionError(f"{name} is not JSON: {data!r}")
+
+    return json.loads(data.decode("utf-8"), parse_constant=refuse)
+
+
+def test_strict_json_rpc_over_the_socket(make_daemon):
+    daemon = make_daemon()
+    s = raw(daemon.socket)
+    status = b'{"jsonrpc":"2.0","method":"status","id":"s"}'
+    allocate = b'{"jsonrpc":"2.0","method":"allocate_interface","params":{"id":"batched"},"id":2}'
+    s.sendall(b"[1," + allocate + b',{"jsonrpc":"1.0","method":"status","id":3},' + status + b"]\n")
+    answers = read_strict(s)
+    assert [(a["id"], a.get("error", {}).get("code")) for a in answers] == [
+        (None, -32600),
+        (2, None),
+        (None, -32600),
+        ("s", None),
+    ]
+    assert answers[1]["result"]["ip"] == "172.17.0.2"  # the valid members ran
+
+    s.sendall(b"[]\n")
+    assert read_strict(s)["error"]["code"] == -32600
+    for line in (
+        b'{"jsonrpc":"2.0","method":"status","id":-Infinity}',
+        b'{"jsonrpc":"2.0","method":"status","params":{"n":NaN},"id":1}',
+        b'{"jsonrpc":"2.0","method":"status","id":"\xc3(x"}',
+        b'{"jsonrpc":"2.0","method":"\xed\xa0\x80","id":1}',
+    ):
+        s.sendall(line + b"\n")
+        answer = read_strict(s)
+        assert (answer["id"], answer["error"]["code"]) == (None, -32700), line
+    s.sendall(status + b"\n")  # the connection is still usable
+    assert read_strict(s)["result"]["interfaces"] == 1
+    s.close()
+    assert daemon.call("list_interfaces")[0]["id"] == "batched"
+
+
 def test_socket_mode_group_and_stale_file(host: Netns, make_daemon, tmp_path):
     stale = tmp_path / "stale.sock"
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

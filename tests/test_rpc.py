@@ -322,6 +322,150 @@ def test_oversized_batch_is_refused():
     assert error_of(send(d, batch))[0] == -32600
 
 
+def strict_json(line: bytes) -> Any:
+    """What a strict parser (RFC 8259) makes of a line: no NaN, no Infinity."""
+
+    def refuse(name: str) -> Any:
+        raise AssertionError(f"{name} in {line!r}")
+
+    return json.loads(line.decode("utf-8"), parse_constant=refuse)
+
+
+def answer(dispatcher: Dispatcher, line: bytes) -> Any:
+    out = trio.run(dispatcher.handle_line, line, Peer(pid=1, uid=0, gid=0))
+    return None if out is None else strict_json(out)
+
+
+STATUS = '{"jsonrpc":"2.0","method":"status","id":7}'
+INVALID = {
+    "jsonrpc": "2.0",
+    "error": {"code": -32600, "message": "Invalid request", "data": {"error": "invalid_request"}},
+    "id": None,
+}
+
+
+def without_detail(response: dict) -> dict:
+    if "error" in response:
+        response["error"]["data"].pop("detail", None)
+    return response
+
+
+@pytest.mark.parametrize(
+    ("batch", "expected"),
+    [
+        ("[1]", [INVALID]),
+        ("[null]", [INVALID]),
+        (f"[true,{STATUS}]", [INVALID, "status"]),
+        (f'[{{"jsonrpc":"1.0","method":"status","id":1}},{STATUS}]', [INVALID, "status"]),
+        (f'[{{"jsonrpc":"2.0","method":5,"id":1}},{STATUS},1]', [INVALID, "status", INVALID]),
+        (f'[{STATUS},{{"jsonrpc":"2.0","method":"status"}}]', ["status"]),  # a notification
+    ],
+)
+def test_a_batch_answers_each_member_on_its_own(batch, expected):
+    responses = answer(make_dispatcher(), batch.encode())
+    assert isinstance(responses, list)
+    assert [without_detail(r) if "error" in r else "status" for r in responses] == expected
+    for r in responses:
+        if "result" in r:
+            assert (r["id"], r["result"]["bridge"]) == (7, "docker0")
+
+
+def test_the_valid_members_of_a_batch_run_beside_invalid_ones():
+    d = make_dispatcher()
+    batch = [
+        [],
+        {"jsonrpc": "2.0", "method": "allocate_interface", "params": {"id": "a"}, "id": "x"},
+        {"jsonrpc": "2.0", "method": "allocate_interface", "params": {"id": "b"}},
+        {"jsonrpc": "2.0", "method": ["allocate_interface"], "params": {"id": "c"}, "id": 3},
+    ]
+    responses = send(d, batch)
+    assert [r["id"] for r in responses] == [None, "x", None]
+    assert [r["error"]["data"]["detail"] for r in responses if "error" in r] == [
+        "a request is an object, not an array",
+        "method must be a string",
+    ]
+    assert [i["id"] for i in call(d, "list_interfaces")["result"]] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("line", "detail"),
+    [
+        (b"[]", "a batch holds 1 to 256 requests"),
+        (
+            json.dumps([json.loads(STATUS)] * (MAX_BATCH + 1)).encode(),
+            "a batch holds 1 to 256 requests",
+        ),
+    ],
+)
+def test_an_empty_or_oversized_batch_is_one_invalid_request(line, detail):
+    response = answer(make_dispatcher(), line)
+    assert response == {
+        **INVALID,
+        "error": {**INVALID["error"], "data": {"error": "invalid_request", "detail": detail}},
+    }
+
+
+def test_a_batch_of_notifications_gets_no_answer():
+    line = b'[{"jsonrpc":"2.0","method":"status"},{"jsonrpc":"2.0","method":"list_interfaces"}]'
+    assert answer(make_dispatcher(), line) is None
+
+
+@pytest.mark.parametrize(
+    ("line", "detail"),
+    [
+        (b'{"jsonrpc":"2.0","method":"status","id":-Infinity}', "-Infinity is not JSON"),
+        (b'{"jsonrpc":"2.0","method":"status","id":Infinity}', "Infinity is not JSON"),
+        (b'{"jsonrpc":"2.0","method":"status","id":NaN}', "NaN is not JSON"),
+        (b'{"jsonrpc":"2.0","method":"status","params":{"x":[NaN]},"id":1}', "NaN is not JSON"),
+        (b'[{"jsonrpc":"2.0","method":"status","id":1},NaN]', "NaN is not JSON"),
+        (b'{"jsonrpc":"2.0","method":"status","id":1e400}', "number 1e400 is out of range"),
+        (b'{"jsonrpc":"2.0","method":"status","id":-2E+999}', "number -2E+999 is out of range"),
+        (
+            b'{"jsonrpc":"2.0","method":"status","id":"\\ud800"}',
+            "a string holds a lone surrogate (not Unicode)",
+        ),
+        (
+            b'{"jsonrpc":"2.0","method":"st\\udc00atus","id":1}',
+            "a string holds a lone surrogate (not Unicode)",
+        ),
+        (
+            b'{"jsonrpc":"2.0","method":"status","id":"\xc3(x"}',
+            "not UTF-8: byte 41 (invalid continuation byte)",
+        ),
+        (
+            b'{"jsonrpc":"2.0","method":"\xed\xa0\x80","id":1}',
+            "not UTF-8: byte 27 (invalid continuation byte)",
+        ),
+        (
+            b'{"jsonrpc":"2.0","method":"status","id":"\xc0\xaf"}',
+            "not UTF-8: byte 41 (invalid start byte)",
+        ),
+        (
+            b'{"jsonrpc":"2.0","method":"status","id":"\xff"}',
+            "not UTF-8: byte 41 (invalid start byte)",
+        ),
+    ],
+)
+def test_what_strict_json_refuses_is_a_parse_error(line, detail):
+    response = answer(make_dispatcher(), line)
+    assert response["id"] is None
+    assert response["error"] == {
+        "code": -32700,
+        "message": "Parse error",
+        "data": {"error": "parse_error", "detail": detail},
+    }
+
+
+def test_strict_json_that_python_finds_unusual_is_still_accepted():
+    d = make_dispatcher()
+    # a surrogate pair is one character; big integers and exponents are JSON numbers
+    for request_id in ('"\\ud83d\\ude00"', "12345678901234567890123", "1e300", "-0.5"):
+        line = f'{{"jsonrpc":"2.0","method":"status","id":{request_id}}}'.encode()
+        response = answer(d, line)
+        assert response["id"] == json.loads(request_id)
+        assert "result" in response
+
+
 @pytest.mark.parametrize(
     "error",
     [
@@ -389,3 +533,19 @@ def test_api_doc_covers_every_method_and_error():
         assert f"{cls.code}" in text and cls.name in text, cls.name
     for code in errors.PROTOCOL_ERROR_NAMES:
         assert str(code) in text
+
+
+def test_the_protocol_examples_of_the_api_doc_are_what_the_daemon_answers():
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "API.md").read_text()
+    section = text[text.index("### Protocol errors") : text.index("### Application errors")]
+    lines = section.splitlines()
+    pairs = [
+        (sent[4:], lines[n + 1][4:])
+        for n, sent in enumerate(lines)
+        if sent.startswith("--> ") and "   (" not in sent  # annotated ones need a state
+    ]
+    assert len(pairs) >= 6
+    for request, expected in pairs:
+        assert answer(make_dispatcher(), request.encode()) == json.loads(expected), request
