@@ -1,9 +1,8 @@
-"""The units under a real systemd: ../shared/tools/systemd-box.sh boots one as PID 1 in
-throwaway namespaces (its own network namespace too), the checkout bind-mounted in.
+"""The units under a real systemd: systemd_box.SystemdBox boots one as PID 1 in throwaway
+namespaces (its own network namespace too), the checkout bind-mounted in.
 Every test gets a fresh box and takes it down, even when it fails."""
 
 import json
-import os
 import shlex
 import subprocess
 import time
@@ -11,35 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from systemd_box import SYSTEMD, SystemdBox
+
 ROOT = Path(__file__).resolve().parent.parent
-BOX = ROOT.parent / "shared" / "tools" / "systemd-box.sh"
 CTL = f"{ROOT}/.venv/bin/dockernetctl"
 
 
-class Box:
-    def __init__(self, directory: Path) -> None:
-        self.env = {**os.environ, "SYSTEMD_BOX_DIR": str(directory)}
-
-    def up(self, units: list[Path]) -> None:
-        env = {
-            **self.env,
-            "SYSTEMD_BOX_BIND": str(ROOT),
-            "SYSTEMD_BOX_UNITS": " ".join(str(u) for u in units),
-        }
-        subprocess.run(
-            [str(BOX), "up", self.env["SYSTEMD_BOX_DIR"]],
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-
+class Box(SystemdBox):
     def run(
-        self, *cmd: str, check: bool = False, timeout: float = 60
+        self, *cmd: str, check: bool = False, timeout: float = 60, input: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(BOX), "exec", *cmd], env=self.env, capture_output=True, text=True, timeout=timeout
-        )
+        result = super().run(*cmd, timeout=timeout, input=input)
         if check and result.returncode != 0:
             raise AssertionError(
                 f"{' '.join(cmd)}: {result.returncode}\n{result.stdout}{result.stderr}"
@@ -67,23 +48,17 @@ class Box:
             assert time.monotonic() < deadline, "timed out\n" + self.messages()
             time.sleep(0.1)
 
-    def down(self) -> None:
-        subprocess.run([str(BOX), "down"], env=self.env, capture_output=True, timeout=120)
-
 
 @pytest.fixture
 def box(tmp_path: Path):
-    if not BOX.exists():
-        pytest.skip(f"needs {BOX} (the shared systemd box) beside the checkout")
-    if not Path("/lib/systemd/systemd").exists():
-        pytest.skip("needs systemd installed (make install brings it)")
+    assert SYSTEMD.exists(), "systemd is not installed: make install brings it"
     units = tmp_path / "units"
     subprocess.run(
         ["bash", str(ROOT / "contrib/systemd/render.sh"), str(ROOT), str(units)], check=True
     )
     b = Box(tmp_path / "box")
     try:
-        b.up([units / "dockernetd.service", units / "dockernetd.socket"])
+        b.up([units / "dockernetd.service", units / "dockernetd.socket"], bind=[ROOT])
         yield b
     finally:
         b.down()
