@@ -33,6 +33,7 @@ FILE_KEYS: dict[str, tuple[str, type]] = {
     "ip": ("ip", str),
     "mtu": ("mtu", int),
     "log-level": ("log_level", str),
+    "metrics-addr": ("metrics_addr", str),
 }
 
 
@@ -112,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="config_file",
         metavar="PATH",
         help="JSON file with Docker daemon.json keys: bridge, bip, fixed-cidr, iptables, "
-        "ip-forward, ip-masq, icc, ip, mtu, log-level; a key may not also be given as a flag; "
-        "SIGHUP re-reads it and applies log-level",
+        "ip-forward, ip-masq, icc, ip, mtu, log-level, metrics-addr; a key may not also be "
+        "given as a flag; SIGHUP re-reads it and applies log-level",
     )
     p.add_argument("--log-level", dest="log_level", choices=LOG_LEVELS, help="(default: info)")
     p.add_argument(
@@ -128,6 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="where interfaces, ports and links are recorded to survive a restart; keep it "
         "on tmpfs, like the bridge it describes (default: /run/dockernetd)",
+    )
+    p.add_argument(
+        "--metrics-addr",
+        dest="metrics_addr",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics over HTTP at http://HOST:PORT/metrics, e.g. "
+        "127.0.0.1:9323 or [::1]:9323 (default: off)",
     )
     p.add_argument("--version", action="version", version=f"dockernetd {__version__}")
     return p

@@ -9,6 +9,7 @@ host is touched.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,7 @@ class Config:
     log_level: str = "info"
     resolv_conf: str = "/etc/resolv.conf"
     state_dir: str = DEFAULT_STATE_DIR
+    metrics_addr: str = ""
 
     @property
     def network_disabled(self) -> bool:
@@ -77,6 +79,7 @@ class Config:
             "icc": self.icc,
             "ip": self.ip,
             "mtu": self.mtu,
+            "metrics-addr": self.metrics_addr,
         }
 
 
@@ -107,8 +110,26 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"Interface name {config.bridge_name} too long")
     if config.mtu != 0 and not 68 <= config.mtu <= 65535:
         raise ConfigError(f"invalid MTU {config.mtu}: must be 0 (automatic) or 68-65535")
+    if config.metrics_addr and not _is_listen_address(config.metrics_addr):
+        raise ConfigError(
+            f"invalid metrics-addr {config.metrics_addr!r}: want HOST:PORT with an IP address, "
+            "e.g. 127.0.0.1:9323 or [::1]:9323"
+        )
     if config.log_level not in LOG_LEVELS:
         raise ConfigError(
             f"invalid log level {config.log_level!r}: must be one of {', '.join(LOG_LEVELS)}"
         )
     return config
+
+
+def _is_listen_address(text: str) -> bool:
+    """``IPv4:PORT`` or ``[IPv6]:PORT``, the port 0-65535."""
+    host, colon, port = text.rpartition(":")
+    if not (colon and port.isdigit() and int(port) <= 65535):
+        return False
+    bracketed = host.startswith("[") and host.endswith("]")
+    try:
+        address = ipaddress.ip_address(host[1:-1] if bracketed else host)
+    except ValueError:
+        return False
+    return bracketed == (address.version == 6)

@@ -15,10 +15,12 @@ that changed needs a restart, and the daemon says so.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -27,7 +29,8 @@ from .config import Config
 from .driver import init_networkdriver
 from .errors import ConfigError, StartupError
 from .jobs import OneLineFormatter
-from .kernel.worker import open_kernel_worker
+from .kernel.worker import KernelContext, open_kernel_worker
+from .metrics import CommitTimes, ProxyCounts, RpcMetrics, process_age
 from .proxy import ProxySupervisor
 from .restore import restore
 from .rpc import Dispatcher
@@ -35,6 +38,9 @@ from .server import BoundSocket, Server, bind_unix_socket
 from .service import Service
 from .state import StateLog
 from .systemd import JournalHandler, Notifier, activated_socket, stderr_is_journal
+
+if TYPE_CHECKING:
+    from .prometheus import Collector
 
 log = logging.getLogger("dockernetd")
 
@@ -92,23 +98,41 @@ async def run(config: Config, argv: Sequence[str] = ()) -> None:
     notifier = Notifier()
     handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     with trio.open_signal_receiver(*handled) as signals:
-        async with open_kernel_worker() as kernel, trio.open_nursery() as proxies:
+        commit_times = CommitTimes()
+        async with (
+            open_kernel_worker(functools.partial(KernelContext, commit_times)) as kernel,
+            trio.open_nursery() as proxies,
+        ):
+            supervisor = ProxySupervisor(proxies)
             if config.network_disabled:
                 log.info("networking disabled (-b none): init_networkdriver skipped")
                 driver = None
             else:
-                driver = await init_networkdriver(config, kernel, ProxySupervisor(proxies))
+                driver = await init_networkdriver(config, kernel, supervisor)
             state = StateLog(config.state_dir) if driver else None
             if driver and state:
                 await restore(driver, state, kernel)
             listening = _listen(config)
             try:
                 service = Service(config, driver, state)
-                server = Server(Dispatcher(service))
+                dispatcher = Dispatcher(service)
+                server = Server(dispatcher)
                 async with trio.open_nursery() as nursery:
                     await nursery.start(server.serve, listening.sock)
                     log.info("serving JSON-RPC on %s", listening.path)
+                    collector = None
+                    if config.metrics_addr:
+                        collector = await _serve_metrics(
+                            config.metrics_addr,
+                            nursery,
+                            service,
+                            dispatcher.metrics,
+                            commit_times,
+                            supervisor.counts,
+                        )
                     notifier.send("READY=1", f"STATUS={service.summary()}")
+                    if collector is not None:
+                        collector.boot_seconds = process_age()
                     if notifier.enabled:
                         nursery.start_soon(_inform_systemd, notifier, service)
                     async for signum in signals:
@@ -125,6 +149,24 @@ async def run(config: Config, argv: Sequence[str] = ()) -> None:
                 if state:
                     state.close()
             proxies.cancel_scope.cancel()  # every proxy closes its sockets
+
+
+async def _serve_metrics(
+    address: str,
+    nursery: trio.Nursery,
+    service: Service,
+    rpc: RpcMetrics,
+    commit_times: CommitTimes,
+    proxy_counts: ProxyCounts,
+) -> Collector:
+    # Imported only when asked for: prometheus_client and h11 would add to every start.
+    from .prometheus import Collector, MetricsServer, open_metrics_listeners, registry_of
+
+    collector = Collector(service, rpc, commit_times, proxy_counts)
+    listeners = await open_metrics_listeners(address)
+    await nursery.start(MetricsServer(registry_of(collector)).serve, listeners)
+    log.info("serving metrics on http://%s/metrics", address)
+    return collector
 
 
 def _listen(config: Config) -> BoundSocket:

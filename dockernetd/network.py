@@ -55,6 +55,7 @@ class BridgeNetwork:
 
     def __init__(self, bridge: Bridge, fixed_cidr: IPv4Network | None = None) -> None:
         self.bridge = bridge
+        self.pool = fixed_cidr or bridge.address.network  # where container addresses come from
         self.ips = IpAllocator(bridge.address, fixed_cidr)
         self.interfaces: dict[str, Interface] = {}
 

@@ -148,6 +148,9 @@ class PortMapper:
         gone = set(mappings)  # a mapping's host address, port and proto are its own
         iface.ports[:] = [mapping for mapping in iface.ports if mapping not in gone]
 
+    def running_proxies(self) -> int:
+        return sum(proxy.running for proxy, _ in self._running.values())
+
     def stopped_proxies(self) -> list[PortMapping]:
         """Mappings whose proxy stopped without being asked to (it failed)."""
         return [m for proxy, m in self._running.values() if not proxy.running]

@@ -28,6 +28,8 @@ from typing import Any
 
 import trio
 
+from .metrics import ProxyCounts
+
 log = logging.getLogger("dockernetd.proxy")
 
 UDP_CONNTRACK_TIMEOUT = 90.0
@@ -48,6 +50,7 @@ class Proxy:
     host_port: int
     container_ip: IPv4Address
     container_port: int
+    counts: ProxyCounts = field(default_factory=ProxyCounts, repr=False)
     _scope: trio.CancelScope = field(default_factory=trio.CancelScope, repr=False)
     _stopped: trio.Event = field(default_factory=trio.Event, repr=False)
 
@@ -122,9 +125,14 @@ class Proxy:
             except (OSError, trio.TooSlowError) as exc:
                 log.warning("Can't forward traffic to backend tcp/%s:%d: %s", *self.backend, exc)
                 return
-            async with backend, trio.open_nursery() as pumps:
-                pumps.start_soon(_pump, client, backend, pumps.cancel_scope)
-                pumps.start_soon(_pump, backend, client, pumps.cancel_scope)
+            self.counts.relayed["tcp"] += 1
+            self.counts.open["tcp"] += 1
+            try:
+                async with backend, trio.open_nursery() as pumps:
+                    pumps.start_soon(_pump, client, backend, pumps.cancel_scope)
+                    pumps.start_soon(_pump, backend, client, pumps.cancel_scope)
+            finally:
+                self.counts.open["tcp"] -= 1
 
     # -- UDP ----------------------------------------------------------------------------
 
@@ -143,6 +151,8 @@ class Proxy:
                         log.warning("Can't proxy a datagram to udp/%s:%d: %s", *self.backend, exc)
                         continue
                     flows[client] = flow
+                    self.counts.relayed["udp"] += 1
+                    self.counts.open["udp"] += 1
                     replies.start_soon(self._udp_replies, tsock, flow, client, flows)
                 with contextlib.suppress(ConnectionRefusedError):  # an earlier datagram's ICMP
                     await flow.send(data)
@@ -165,6 +175,7 @@ class Proxy:
         finally:
             flows.pop(client, None)
             flow.close()
+            self.counts.open["udp"] -= 1
 
 
 async def _pump(src: trio.SocketStream, dst: trio.SocketStream, pair: trio.CancelScope) -> None:
@@ -182,6 +193,7 @@ class ProxySupervisor:
 
     def __init__(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
+        self.counts = ProxyCounts()  # of every proxy started here
 
     async def start(
         self,
@@ -192,7 +204,7 @@ class ProxySupervisor:
         container_port: int,
     ) -> Proxy:
         """Bind the host port (ProxyError if it cannot) and start relaying."""
-        proxy = Proxy(proto, host_ip, host_port, container_ip, container_port)
+        proxy = Proxy(proto, host_ip, host_port, container_ip, container_port, self.counts)
         sock = proxy.bind()
         await self._nursery.start(proxy.serve, sock)
         return proxy

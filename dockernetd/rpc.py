@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,6 +33,7 @@ from oslash.either import Left, Right
 from .api import METHODS, Method, check_params, openrpc_document
 from .errors import PROTOCOL_ERROR_NAMES, ApiError, InvalidParams
 from .jobs import Job, Peer, run_job
+from .metrics import RpcMetrics
 from .service import Service
 
 log = logging.getLogger("dockernetd.rpc")
@@ -169,29 +171,36 @@ class Dispatcher:
         self._service = service
         self._methods = {m.name: self._bind(m) for m in METHODS}
         self._methods["rpc.discover"] = self._discover
+        self.metrics = RpcMetrics(frozenset(self._methods))
 
     async def handle_line(self, line: bytes, peer: Peer | None = None) -> bytes | None:
         """The response line (with its newline) to one request line, or None."""
+        started = time.perf_counter()
         try:
             doc = parse_line(line)
         except ValueError as exc:  # json's message says where; ours what is not JSON
+            self.metrics.observe(None, -32700, time.perf_counter() - started)
             return _line(_protocol_error(-32700, "Parse error", str(exc)[:200]))
         if not isinstance(doc, list):
-            response = await self._answer(doc, peer)
+            response = await self._answer(doc, peer, started)
             return None if response is None else _line(response)
         if not 1 <= len(doc) <= MAX_BATCH:
+            self.metrics.observe(None, -32600, time.perf_counter() - started)
             return _line(_invalid_request(f"a batch holds 1 to {MAX_BATCH} requests"))
-        answers = [await self._answer(member, peer) for member in doc]
+        answers = [await self._answer(member, peer, time.perf_counter()) for member in doc]
         responses = [a for a in answers if a is not None]
         return _line(responses) if responses else None
 
-    async def _answer(self, doc: Any, peer: Peer | None) -> dict[str, Any] | None:
+    async def _answer(self, doc: Any, peer: Peer | None, started: float) -> dict[str, Any] | None:
         """The response to one request (a batch's member or a whole line); None: a notification."""
         problem = request_problem(doc)
         if problem is not None:
+            self.metrics.observe(None, -32600, time.perf_counter() - started)
             return _invalid_request(problem)
         request = create_request(doc)
         _, result = await _async_dispatcher.dispatch_request(self._methods, peer, request)
+        code = result._error.code if isinstance(result, Left) else None
+        self.metrics.observe(request.method, code, time.perf_counter() - started)
         if request.id is NOID:
             return None
         return _shape(to_response(request, result))

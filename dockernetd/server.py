@@ -137,12 +137,12 @@ class Server:
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
+        self._metrics = dispatcher.metrics
         self._accepting = trio.CancelScope()
         self._connections: trio.Nursery | None = None
         self._idle: set[trio.CancelScope] = set()
         self._closing = False
         self._stopped = trio.Event()
-        self._open = 0
         self._per_process: Counter[int] = Counter()
 
     async def serve(
@@ -178,13 +178,17 @@ class Server:
     async def _connection(self, stream: trio.SocketStream) -> None:
         peer = peer_of(stream.socket)
         owner = peer.pid if peer else -1
-        if self._open >= MAX_CONNECTIONS or self._per_process[owner] >= MAX_PER_PROCESS:
+        if (
+            self._metrics.open_connections >= MAX_CONNECTIONS
+            or self._per_process[owner] >= MAX_PER_PROCESS
+        ):
             log.warning("refused a connection from %s: too many connections", peer)
+            self._metrics.refused_connections += 1
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 async with stream:
                     await stream.send_all(_TOO_MANY)
             return
-        self._open += 1
+        self._metrics.open_connections += 1
         self._per_process[owner] += 1
         try:
             async with stream:
@@ -194,7 +198,7 @@ class Server:
         except Exception:
             log.exception("connection from %s failed", peer)
         finally:
-            self._open -= 1
+            self._metrics.open_connections -= 1
             self._per_process[owner] -= 1
             if not self._per_process[owner]:
                 del self._per_process[owner]
@@ -232,6 +236,7 @@ class Server:
             if len(buffer) > MAX_LINE:
                 if not skipping:
                     out.append(_TOO_LONG)
+                    self._metrics.observe(None, -32600, 0.0)
                     skipping = True
                 buffer.clear()
                 scanned = 0

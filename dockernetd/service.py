@@ -13,6 +13,7 @@ Calls about different containers run concurrently.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from ipaddress import IPv4Address
@@ -28,7 +29,7 @@ from .errors import InvalidParams, NetworkDisabled
 from .links import ADD_ACTIONS
 from .network import Interface, PortMapping
 from .state import StateLog
-from .verify import verify
+from .verify import desired_rules, verify
 
 
 class KeyedLock:
@@ -98,7 +99,7 @@ class Service:
     ) -> None:
         self.config = config
         self.driver = driver
-        self._state = state
+        self.state = state
         self._containers = KeyedLock()
         self._gate = ChangeGate()
         self._started = time.monotonic()
@@ -228,19 +229,20 @@ class Service:
             raise
 
     def _record_all(self, records: list[dict[str, Any]]) -> None:
-        if self._state is not None:
-            self._state.append(*records)
+        if self.state is not None:
+            self.state.append(*records)
 
     async def verify(self, repair: bool) -> dict[str, Any]:
         driver = self._driver()
         async with self._gate.exclusive():
-            return await verify(
-                driver,
-                driver.kernel,
-                icc=self.config.icc,
-                ip_masq=self.config.ip_masq,
-                repair=repair,
-            )
+            return await verify(driver, self.config, repair=repair)
+
+    def owned_rules(self) -> Counter[str]:
+        """How many rules the daemon owns in each table: what verify would check."""
+        driver = self.driver
+        if driver is None or not self.config.iptables:
+            return Counter()
+        return Counter(rule.table for rule in desired_rules(driver, self.config))
 
     def summary(self) -> str:
         """One line for systemd's STATUS=: "docker0 172.17.42.1/16, 3 interfaces, 5 ports"."""

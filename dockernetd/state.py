@@ -126,6 +126,10 @@ class StateLog:
         self.snapshot = Snapshot()
         self._lines = 0
         self._file: Any = None
+        self.compactions = 0  # rewrites of the file to the live records
+
+    def file_size(self) -> int:
+        return os.fstat(self._file.fileno()).st_size if self._file is not None else 0
 
     def load(self) -> list[str]:
         """Read the file into :attr:`snapshot`; the reasons of every line dropped."""
@@ -162,6 +166,7 @@ class StateLog:
         self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 (kept open)
         self.snapshot = snapshot
         self._lines = snapshot.size()
+        self.compactions += 1
 
     def append(self, *records: dict[str, Any]) -> None:
         """Record committed changes durably, one write and one sync (the caller answers after).

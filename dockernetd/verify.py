@@ -19,24 +19,40 @@ import logging
 from ipaddress import IPv4Interface
 from typing import Any
 
+from .config import Config
 from .driver import BridgeDriver
-from .kernel.worker import KernelContext, KernelWorker
+from .kernel.worker import KernelContext
 from .netutil import random_mac
-from .rules import boot_plan
+from .rules import BootPlan, Rule, boot_plan
 
 log = logging.getLogger("dockernetd.verify")
 
 
-async def verify(
-    driver: BridgeDriver, kernel: KernelWorker, *, icc: bool, ip_masq: bool, repair: bool
-) -> dict[str, Any]:
+def _boot_plan(driver: BridgeDriver, config: Config) -> BootPlan:
+    bridge = driver.network.bridge
+    return boot_plan(bridge.name, bridge.address.network, icc=config.icc, ip_masq=config.ip_masq)
+
+
+def _owned_rules(driver: BridgeDriver) -> list[Rule]:
+    """The rules of every mapping and link (those the boot plan does not hold)."""
+    return [*driver.mapper.rules(driver.network.interfaces.values()), *driver.links.rules()]
+
+
+def desired_rules(driver: BridgeDriver, config: Config) -> list[Rule]:
+    """Every rule the daemon should hold in the kernel (with --iptables)."""
+    plan = _boot_plan(driver, config)
+    return [*plan.present, *plan.jumps, *_owned_rules(driver)]
+
+
+async def verify(driver: BridgeDriver, config: Config, *, repair: bool) -> dict[str, Any]:
+    kernel = driver.kernel
     bridge = driver.network.bridge
     drift = await kernel.call(_bridge_drift, bridge.name, bridge.address)
     if repair and drift:
         await kernel.call(_repair_bridge, bridge.name, bridge.address)
     if driver.mapper.iptables:
-        plan = boot_plan(bridge.name, bridge.address.network, icc=icc, ip_masq=ip_masq)
-        desired = [*driver.mapper.rules(driver.network.interfaces.values()), *driver.links.rules()]
+        plan = _boot_plan(driver, config)
+        desired = _owned_rules(driver)
         missing, extra = await kernel.call(lambda ctx: ctx.firewall.drift(plan, desired))
         drift += [
             {"kind": "rule_missing", "table": r.table, "rule": r.save_line()} for r in missing

@@ -213,3 +213,43 @@ def test_sighup_applies_the_log_level_and_names_what_needs_a_restart(tmp_path, c
         assert root.level == logging.DEBUG  # a bad file changes nothing
     finally:
         root.setLevel(level)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], ""),
+        (["--metrics-addr", "127.0.0.1:9323"], "127.0.0.1:9323"),
+        (["--metrics-addr=[::1]:0"], "[::1]:0"),
+        (["--metrics-addr", "0.0.0.0:65535"], "0.0.0.0:65535"),
+    ],
+)
+def test_metrics_addr(argv, expected):
+    assert parse_args(argv).metrics_addr == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "localhost:9323",
+        "127.0.0.1",
+        "127.0.0.1:",
+        "::1:9323",
+        "[127.0.0.1]:1",
+        "1.2.3.4:65536",
+        ":9323",
+    ],
+)
+def test_bad_metrics_addr(value):
+    with pytest.raises(ConfigError) as err:
+        parse_args(["--metrics-addr", value])
+    assert str(err.value) == (
+        f"invalid metrics-addr {value!r}: want HOST:PORT with an IP address, "
+        "e.g. 127.0.0.1:9323 or [::1]:9323"
+    )
+
+
+def test_metrics_addr_from_the_config_file(tmp_path):
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps({"metrics-addr": "127.0.0.1:9323"}))
+    assert parse_args(["--config-file", str(path)]).metrics_addr == "127.0.0.1:9323"

@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from ..metrics import CommitTimes
 from ..rules import DOCKER_CHAIN, FILTER, NAT, OWNER_TAG, STALE_JUMPS, BootPlan, Rule
 
 log = logging.getLogger("dockernetd.firewall")
@@ -70,7 +71,8 @@ def library_hints() -> dict[str, str]:
 
 
 class Firewall:
-    def __init__(self) -> None:
+    def __init__(self, commit_times: CommitTimes | None = None) -> None:
+        self._commit_times = commit_times  # observed here, in the kernel thread only
         for name, value in library_hints().items():
             os.environ.setdefault(name, value)
         import iptc  # a C library with global state: only here, only in the worker
@@ -216,6 +218,7 @@ class Firewall:
         (and kept); a failure anywhere leaves the kernel as it was, and what was not
         committed is dropped at the next read.
         """
+        started = time.perf_counter()
         try:
             with _xtables_lock():
                 for name in tables:
@@ -225,6 +228,8 @@ class Firewall:
                     self._tables[name].commit()
         except (self._iptc.IPTCError, self._iptc.xtables.XTablesError, OSError) as exc:
             raise FirewallError(_reason(exc)) from exc
+        if self._commit_times is not None:
+            self._commit_times.observe(tables, time.perf_counter() - started)
 
     def _chain(self, table: str, chain: str) -> Any:
         return self._iptc.Chain(self._tables[table], chain)

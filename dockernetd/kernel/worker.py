@@ -26,6 +26,7 @@ from typing import Any, TypeVar, cast
 import outcome
 import trio
 
+from ..metrics import CommitTimes
 from ..rules import Rule
 from .conntrack import ConntrackTable
 from .firewall import Firewall
@@ -37,15 +38,16 @@ T = TypeVar("T")
 class KernelContext:
     """The handles the worker thread owns, opened in that thread when first needed."""
 
-    def __init__(self) -> None:
+    def __init__(self, commit_times: CommitTimes | None = None) -> None:
         self.netlink = Netlink()
+        self._commit_times = commit_times
         self._firewall: Firewall | None = None
         self._conntrack: ConntrackTable | None = None
 
     @property
     def firewall(self) -> Firewall:
         if self._firewall is None:
-            self._firewall = Firewall()
+            self._firewall = Firewall(self._commit_times)
         return self._firewall
 
     @property

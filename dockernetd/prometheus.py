@@ -1,0 +1,299 @@
+"""The metrics as Prometheus text exposition, over HTTP (``--metrics-addr``).
+
+At scrape time :class:`Collector` turns the counters of :mod:`dockernetd.metrics`,
+and counts read from the daemon's model (addresses, mappings, links, proxies,
+rules, state file), into ``prometheus_client`` metric families, every name
+prefixed ``dockernetd_``.  Label values come from fixed sets only: the
+contract's method names, the error codes the daemon answers with, ``tcp`` and
+``udp``, table names, the bridge and its pool.
+
+HTTP is h11's (sans-IO) on a trio listener in the daemon's own loop, so a scrape
+reads the model in the thread that changes it, between two RPC calls: no lock,
+no torn count.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from http import HTTPStatus
+
+import h11
+import trio
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import choose_encoder
+
+from .errors import StartupError
+from .metrics import CommitTimes, ProxyCounts, RpcMetrics
+from .service import Service
+
+log = logging.getLogger("dockernetd.metrics")
+
+METRICS_PATH = "/metrics"
+MAX_SCRAPERS = 64  # connections at once; more are closed unanswered
+IDLE_TIMEOUT = 30.0  # seconds a connection may wait for (the rest of) a request
+_RECEIVE_SIZE = 16384
+_TEXT = ("Content-Type", "text/plain; charset=utf-8")
+
+
+class Collector:
+    """The daemon's metric families, read when Prometheus scrapes."""
+
+    def __init__(
+        self,
+        service: Service,
+        rpc: RpcMetrics,
+        commit_times: CommitTimes | None,
+        proxy_counts: ProxyCounts | None,
+    ) -> None:
+        self._service = service
+        self._rpc = rpc
+        self._commit_times = commit_times
+        self._proxy_counts = proxy_counts
+        self.boot_seconds: float | None = None  # set once the daemon is ready
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._rpc_families()
+        if self.boot_seconds is not None:
+            yield _gauge(
+                "boot_duration_seconds",
+                "From the process's start to READY (init_networkdriver done, socket served)",
+                self.boot_seconds,
+            )
+        yield from self._model_families()
+        yield from self._firewall_families()
+        yield from self._state_families()
+
+    def _rpc_families(self) -> Iterator[Metric]:
+        rpc = self._rpc
+        calls = CounterMetricFamily(
+            "dockernetd_rpc_requests",
+            "JSON-RPC requests answered, by method and outcome",
+            labels=["method", "outcome"],
+        )
+        for (method, outcome), count in sorted(rpc.calls.items()):
+            calls.add_metric([method, outcome], count)
+        yield calls
+        latency = HistogramMetricFamily(
+            "dockernetd_rpc_request_duration_seconds",
+            "Time to answer a JSON-RPC request, by method",
+            labels=["method"],
+        )
+        for method, histogram in sorted(rpc.latency.items()):
+            latency.add_metric([method], histogram.buckets(), histogram.sum)
+        yield latency
+        errors = CounterMetricFamily(
+            "dockernetd_rpc_errors", "JSON-RPC error answers, by code", labels=["code"]
+        )
+        for code, count in sorted(rpc.errors.items()):
+            errors.add_metric([str(code)], count)
+        yield errors
+        yield _gauge("rpc_connections", "Open connections to the RPC socket", rpc.open_connections)
+        yield CounterMetricFamily(
+            "dockernetd_rpc_connections_refused",
+            "Connections refused for being over the limits",
+            value=rpc.refused_connections,
+        )
+
+    def _model_families(self) -> Iterator[Metric]:
+        driver = self._service.driver
+        in_use = GaugeMetricFamily(
+            "dockernetd_addresses_in_use",
+            "Container addresses handed out, by bridge and pool",
+            labels=["bridge", "pool"],
+        )
+        free = GaugeMetricFamily(
+            "dockernetd_addresses_free",
+            "Container addresses left, by bridge and pool",
+            labels=["bridge", "pool"],
+        )
+        mappings = GaugeMetricFamily(
+            "dockernetd_port_mappings", "Published ports, by protocol", labels=["proto"]
+        )
+        links = proxies = 0
+        if driver is not None:
+            network = driver.network
+            labels = [network.bridge.name, str(network.pool)]
+            in_use.add_metric(labels, len(network.interfaces))
+            free.add_metric(labels, network.ips.capacity - len(network.interfaces))
+            by_proto = Counter(m.proto for i in network.interfaces.values() for m in i.ports)
+            for proto in ("tcp", "udp"):
+                mappings.add_metric([proto], by_proto[proto])
+            links = len(driver.links.active)
+            proxies = driver.mapper.running_proxies()
+        yield in_use
+        yield free
+        yield mappings
+        yield _gauge("links", "Active links (each two rules)", links)
+        yield _gauge("proxies", "Userland proxies running", proxies)
+        if self._proxy_counts is not None:
+            relayed = CounterMetricFamily(
+                "dockernetd_proxy_connections",
+                "Connections (tcp) and flows (udp) the proxies relayed",
+                labels=["proto"],
+            )
+            open_now = GaugeMetricFamily(
+                "dockernetd_proxy_open_connections",
+                "Connections (tcp) and flows (udp) the proxies relay now",
+                labels=["proto"],
+            )
+            for proto in ("tcp", "udp"):
+                relayed.add_metric([proto], self._proxy_counts.relayed[proto])
+                open_now.add_metric([proto], self._proxy_counts.open[proto])
+            yield relayed
+            yield open_now
+
+    def _firewall_families(self) -> Iterator[Metric]:
+        rules = GaugeMetricFamily(
+            "dockernetd_firewall_rules",
+            "Rules the daemon owns in the kernel, by table (what verify checks)",
+            labels=["table"],
+        )
+        for table, count in sorted(self._service.owned_rules().items()):
+            rules.add_metric([table], count)
+        yield rules
+        commits = HistogramMetricFamily(
+            "dockernetd_firewall_commit_duration_seconds",
+            "Time to read, change and commit firewall tables, by the tables of the commit",
+            labels=["tables"],
+        )
+        if self._commit_times is not None:
+            for tables, histogram in sorted(self._commit_times.by_tables.items()):
+                commits.add_metric([tables], histogram.buckets(), histogram.sum)
+        yield commits
+
+    def _state_families(self) -> Iterator[Metric]:
+        state = self._service.state
+        size = state.file_size() if state else 0
+        yield _gauge("state_file_bytes", "Size of the state file", size)
+        yield CounterMetricFamily(
+            "dockernetd_state_compactions",
+            "Rewrites of the state file to its live records",
+            value=state.compactions if state else 0,
+        )
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(f"dockernetd_{name}", documentation, value=value)
+
+
+def registry_of(collector: Collector) -> CollectorRegistry:
+    """The daemon's families and the process's own (CPU, memory, descriptors)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    ProcessCollector(namespace="dockernetd", registry=registry)
+    return registry
+
+
+async def open_metrics_listeners(address: str) -> list[trio.SocketListener]:
+    """TCP listeners on ``HOST:PORT`` (validated by the config); StartupError if it cannot bind."""
+    host, _, port = address.rpartition(":")
+    try:
+        return await trio.open_tcp_listeners(int(port), host=host.strip("[]"))
+    except OSError as exc:
+        raise StartupError(f"cannot serve metrics on {address}: {exc.strerror or exc}") from None
+
+
+class MetricsServer:
+    """``GET /metrics`` over HTTP/1.1 (keep-alive), h11 doing the protocol."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+        self._open = 0
+
+    async def serve(
+        self,
+        listeners: list[trio.SocketListener],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, self._connection, listeners)
+            task_status.started()
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        if self._open >= MAX_SCRAPERS:
+            await stream.aclose()
+            return
+        self._open += 1
+        try:
+            async with stream:
+                await self._exchange(stream, h11.Connection(h11.SERVER))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+            pass  # the scraper went away, or the exchange cannot go on
+        except Exception:
+            log.exception("metrics connection failed")
+        finally:
+            self._open -= 1
+
+    async def _exchange(self, stream: trio.SocketStream, conn: h11.Connection) -> None:
+        while True:
+            try:
+                request = await self._next_request(stream, conn)
+            except h11.RemoteProtocolError as exc:
+                await self._send(stream, conn, exc.error_status_hint, [_TEXT], b"bad request\n")
+                return
+            if request is None:
+                return
+            status, headers, body = self._answer(request)
+            await self._send(stream, conn, status, headers, body, head=request.method == b"HEAD")
+            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                return  # the request had a body left unread, or it asked to close
+            conn.start_next_cycle()
+
+    async def _next_request(
+        self, stream: trio.SocketStream, conn: h11.Connection
+    ) -> h11.Request | None:
+        """The next request, its end read too; None at EOF or after the idle timeout."""
+        request = None
+        with trio.move_on_after(IDLE_TIMEOUT):
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    conn.receive_data(await stream.receive_some(_RECEIVE_SIZE))
+                elif isinstance(event, h11.Request):
+                    request = event
+                elif isinstance(event, h11.EndOfMessage):
+                    return request
+                elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+                    return None
+        return None
+
+    def _answer(self, request: h11.Request) -> tuple[int, list[tuple[str, str]], bytes]:
+        if request.method not in (b"GET", b"HEAD"):
+            return 405, [_TEXT, ("Allow", "GET, HEAD")], b"method not allowed\n"
+        path = request.target.split(b"?", 1)[0]
+        if path != METRICS_PATH.encode():
+            return 404, [_TEXT], b"not found: metrics are at /metrics\n"
+        accept = dict(request.headers).get(b"accept", b"").decode("latin-1")
+        encoder, content_type = choose_encoder(accept)
+        return 200, [("Content-Type", content_type)], encoder(self._registry)
+
+    async def _send(
+        self,
+        stream: trio.SocketStream,
+        conn: h11.Connection,
+        status: int,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        *,
+        head: bool = False,
+    ) -> None:
+        length = ("Content-Length", str(len(body)))
+        events = [
+            h11.Response(
+                status_code=status,
+                headers=[*headers, length],
+                reason=HTTPStatus(status).phrase.encode(),
+            ),
+            *([] if head else [h11.Data(data=body)]),  # HEAD: the length, not the body
+            h11.EndOfMessage(),
+        ]
+        await stream.send_all(b"".join(conn.send(event) or b"" for event in events))
