@@ -188,6 +188,48 @@ def allocate_release_pairs(path: str, clients: int, per_client: int) -> tuple[li
     return samples, in_threads(client, clients)
 
 
+SCRAPER = """
+import sys, time, urllib.request
+while True:
+    urllib.request.urlopen("http://127.0.0.1:9323/metrics").read()
+    time.sleep(float(sys.argv[1]))
+"""
+
+
+def compare_with_metrics(plain: Daemon, status: bytes) -> dict[str, Any]:
+    """status on a daemon without metrics vs one with --metrics-addr scraped 5 times a second."""
+    metered = Daemon("--iptables=false", "--icc=true", "--metrics-addr", "127.0.0.1:9323")
+    out: dict[str, Any] = {}
+    scraper = None
+    try:
+        metered.wait_ready()
+        scraper = subprocess.Popen(
+            ["ip", "netns", "exec", metered.ns.name, sys.executable, "-c", SCRAPER, "0.2"]
+        )
+        print("rpc with metrics (same run; --metrics-addr, scraped every 0.2 s)")
+        for clients, per in ((1, 3000), (16, 500)):
+            rates = {}
+            for name, daemon in (("without", plain), ("with", metered)):
+                samples, wall = round_trips(daemon.socket, status, clients, per)
+                rates[name] = len(samples) / wall
+                out[f"{name}_{clients}"] = summary(samples)
+                print(
+                    row(
+                        f"status {name} metrics, {clients} client(s)",
+                        summary(samples),
+                        f"{rates[name]:8.0f} req/s",
+                    )
+                )
+            out[f"ratio_{clients}"] = rates["with"] / rates["without"]
+            print(f"  with/without, {clients} client(s): {out[f'ratio_{clients}']:.2f}")
+    finally:
+        if scraper is not None:
+            scraper.kill()
+            scraper.wait()
+        metered.stop()
+    return out
+
+
 def bench_rpc() -> dict[str, Any]:
     status = b'{"jsonrpc":"2.0","method":"status","id":1}\n'
     workdir = tempfile.mkdtemp(prefix="dnd-bench-")
@@ -219,6 +261,7 @@ def bench_rpc() -> dict[str, Any]:
                 "status_rps": our_rate,
                 "ratio": our_rate / base_rate,
             }
+        out["metrics"] = compare_with_metrics(daemon, status)
         for clients, per in ((1, 1000), (16, 100)):
             samples, wall = allocate_release_pairs(daemon.socket, clients, per)
             print(

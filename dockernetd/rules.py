@@ -103,6 +103,12 @@ STALE_JUMPS = (
 )
 
 
+#: The tables of the rules of one published port and of one link, in mapping_rules' and
+#: link_rules' order: every mapping and every link has rules of this one shape.
+MAPPING_RULE_TABLES = (NAT, FILTER)
+LINK_RULE_TABLES = (FILTER, FILTER)
+
+
 def mapping_rules(
     bridge: str,
     container_id: str,

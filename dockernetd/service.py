@@ -29,7 +29,7 @@ from .errors import InvalidParams, NetworkDisabled
 from .links import ADD_ACTIONS
 from .network import Interface, PortMapping
 from .state import StateLog
-from .verify import desired_rules, verify
+from .verify import owned_rule_counts, verify
 
 
 class KeyedLock:
@@ -242,7 +242,7 @@ class Service:
         driver = self.driver
         if driver is None or not self.config.iptables:
             return Counter()
-        return Counter(rule.table for rule in desired_rules(driver, self.config))
+        return owned_rule_counts(driver, self.config)
 
     def summary(self) -> str:
         """One line for systemd's STATUS=: "docker0 172.17.42.1/16, 3 interfaces, 5 ports"."""

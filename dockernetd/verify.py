@@ -16,6 +16,7 @@ the daemon never knew their names (the runtime made them).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from ipaddress import IPv4Interface
 from typing import Any
 
@@ -23,7 +24,7 @@ from .config import Config
 from .driver import BridgeDriver
 from .kernel.worker import KernelContext
 from .netutil import random_mac
-from .rules import BootPlan, Rule, boot_plan
+from .rules import LINK_RULE_TABLES, MAPPING_RULE_TABLES, BootPlan, Rule, boot_plan
 
 log = logging.getLogger("dockernetd.verify")
 
@@ -38,10 +39,17 @@ def _owned_rules(driver: BridgeDriver) -> list[Rule]:
     return [*driver.mapper.rules(driver.network.interfaces.values()), *driver.links.rules()]
 
 
-def desired_rules(driver: BridgeDriver, config: Config) -> list[Rule]:
-    """Every rule the daemon should hold in the kernel (with --iptables)."""
+def owned_rule_counts(driver: BridgeDriver, config: Config) -> Counter[str]:
+    """How many rules the daemon should hold in each table (with --iptables), counted from
+    the shapes of the rules rather than built: 5,000 mappings' rules take ~35 ms to build."""
     plan = _boot_plan(driver, config)
-    return [*plan.present, *plan.jumps, *_owned_rules(driver)]
+    mappings = driver.network.port_mapping_count()
+    links = len(driver.links.active)
+    return (
+        Counter(rule.table for rule in (*plan.present, *plan.jumps))
+        + Counter({t: n * mappings for t, n in Counter(MAPPING_RULE_TABLES).items()})
+        + Counter({t: n * links for t, n in Counter(LINK_RULE_TABLES).items()})
+    )
 
 
 async def verify(driver: BridgeDriver, config: Config, *, repair: bool) -> dict[str, Any]:

@@ -92,3 +92,19 @@ def test_a_daemon_without_network_still_scrapes():
     assert samples["dockernetd_links", ()] == 0
     assert samples["dockernetd_state_file_bytes", ()] == 0
     assert not any(name == "dockernetd_addresses_in_use" for name, _ in samples)
+
+
+def test_docs_list_every_metric():
+    from pathlib import Path
+
+    docs = (Path(__file__).parent.parent / "docs" / "metrics.md").read_text()
+    dispatcher = make_dispatcher()
+    collector = Collector(dispatcher._service, dispatcher.metrics, CommitTimes(), ProxyCounts())
+    collector.boot_seconds = 0.1
+    names = {family.name for family in registry_of(collector).collect()}
+    assert len(names) >= 20
+    for name in names:
+        if name.startswith("dockernetd_process_"):
+            assert "`dockernetd_process_*`" in docs
+        else:
+            assert f"`{name}`" in docs or f"`{name}_total`" in docs, name

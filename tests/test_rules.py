@@ -7,6 +7,8 @@ import pytest
 from dockernetd.rules import (
     DOCKER_JUMPS,
     FILTER,
+    LINK_RULE_TABLES,
+    MAPPING_RULE_TABLES,
     NAT,
     STALE_JUMPS,
     boot_plan,
@@ -97,3 +99,14 @@ def test_boot_rules_carry_no_owner_tag():
         "dockernetd:" in line
         for line in lines(boot_plan("docker0", NET, icc=True, ip_masq=True).present)
     )
+
+
+@pytest.mark.parametrize("host_ip", ["0.0.0.0", "192.0.2.1"])
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+def test_every_mapping_and_link_has_rules_of_one_shape(host_ip, proto):
+    """What the metrics count rules by, instead of building them."""
+    a, b = IPv4Address("172.17.0.2"), IPv4Address("172.17.0.3")
+    mapping = mapping_rules("docker0", "web", proto, IPv4Address(host_ip), 8080, a, 80)
+    assert tuple(rule.table for rule in mapping) == MAPPING_RULE_TABLES
+    link = link_rules("docker0", a, b, proto, 5432)
+    assert tuple(rule.table for rule in link) == LINK_RULE_TABLES
