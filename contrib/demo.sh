@@ -1,63 +1,109 @@
 #!/usr/bin/env bash
-# make demo: dockernetd in a throwaway network namespace, two "containers" on its bridge
-# pinging each other and the gateway. Everything it makes is removed on exit, even on failure.
+# make demo: what dockernetd is for, in a minute. Throwaway namespaces play the host (it runs
+# the daemon, with --icc=false), two containers (web, db) and a machine outside (on the host's
+# uplink). A port is published and fetched over HTTP from outside (DNAT: web sees the real
+# client address) and from the host's 127.0.0.1 (the proxy); a link lets db reach exactly one
+# port of web; then list, verify, release. Everything made here is removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "make demo needs root (it creates network namespaces)"; exit 1; }
 
 tag="dnd-demo-$$"
-host="$tag-host"; c1="$tag-c1"; c2="$tag-c2"
+host="$tag-host"; web="$tag-web"; db="$tag-db"; outside="$tag-out"
 work=$(mktemp -d)
 sock="$work/dockernetd.sock"
-daemon_pid=""
+py=.venv/bin/python
+pids=()
 ctl() { .venv/bin/dockernetctl --socket "$sock" "$@"; }
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+show() { printf '  $ %s\n' "$*"; "$@" 2>&1 | sed 's/^/    /'; }
 
 cleanup() {
-  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null || true
-  for ns in "$c2" "$c1" "$host"; do ip netns del "$ns" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; done
+  for ns in "$outside" "$db" "$web" "$host"; do ip netns del "$ns" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-step "namespaces: $host (runs the daemon), $c1 and $c2 (containers)"
-for ns in "$host" "$c1" "$c2"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+# An HTTP server that says who it is and who asked (the address it sees the client at).
+SERVER='
+import http.server, sys
+class Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = f"hello from {sys.argv[2]}:{sys.argv[1]}, you are {self.client_address[0]}\n".encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args): pass
+http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), Hello).serve_forever()
+'
+# GET a URL from a namespace: the body, or why not (after 2 s).
+fetch() {  # NS URL
+  printf '  %-8s GET %-28s -> ' "${1#"$tag"-}" "$2"
+  ip netns exec "$1" $py -c '
+import sys, urllib.request
+try:
+    print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode().strip())
+except Exception as exc:
+    print("no answer (%s)" % getattr(exc, "reason", exc))' "$2"
+}
+
+step "namespaces: host (runs dockernetd), web and db (containers), outside (another machine)"
+for ns in "$host" "$web" "$db" "$outside"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+ip -n "$host" link add uplink type veth peer name eth0 netns "$outside"
+ip -n "$host" addr add 192.0.2.1/24 dev uplink; ip -n "$host" link set uplink up
+ip -n "$outside" addr add 192.0.2.2/24 dev eth0; ip -n "$outside" link set eth0 up
+echo "  outside 192.0.2.2 <-> 192.0.2.1 host (no route from outside to the containers)"
 echo "nameserver 192.0.2.53" > "$work/resolv.conf"
 
-step "dockernetd starts in $host"
-ip netns exec "$host" .venv/bin/dockernetd --socket "$sock" --resolv-conf "$work/resolv.conf" --state-dir "$work" \
-  2> >(sed 's/^/  [dockernetd] /' >&2) &
-daemon_pid=$!
+step "dockernetd --icc=false starts in the host: init_networkdriver makes the bridge and rules"
+ip netns exec "$host" .venv/bin/dockernetd --icc=false --socket "$sock" --state-dir "$work" \
+  --resolv-conf "$work/resolv.conf" --metrics-addr 127.0.0.1:9323 --log-level warning &
+pids+=($!)
 for _ in $(seq 100); do ctl status >/dev/null 2>&1 && break; sleep 0.1; done
-ctl status
+show ip -n "$host" -br addr show docker0
+show ip netns exec "$host" iptables-legacy -t nat -S POSTROUTING
 
-attach() {  # what a runtime does with allocate_interface's answer
-  local ns=$1 id=$2 veth=$3
-  step "dockernetctl allocate-interface $id"
-  local json; json=$(ctl --json allocate-interface "$id")
-  echo "$json"
-  local ip prefix gw mac mtu bridge
-  read -r ip prefix gw mac mtu bridge < <(.venv/bin/python -c 'import json,sys; d=json.load(sys.stdin); print(d["ip"], d["prefix_len"], d["gateway"], d["mac_address"], d["mtu"], d["bridge"])' <<<"$json")
-  ip -n "$host" link add "$veth" type veth peer name eth0 netns "$ns"
-  ip -n "$host" link set "$veth" master "$bridge" up
+attach() {  # NS ID: allocate_interface, then what a runtime does with its answer
+  local ns=$1 id=$2 json ip prefix gw mac mtu bridge
+  json=$(ctl --json allocate-interface "$id")
+  read -r ip prefix gw mac mtu bridge < <($py -c 'import json,sys; d=json.load(sys.stdin); print(d["ip"], d["prefix_len"], d["gateway"], d["mac_address"], d["mtu"], d["bridge"])' <<<"$json")
+  ip -n "$host" link add "veth-$id" type veth peer name eth0 netns "$ns"
+  ip -n "$host" link set "veth-$id" master "$bridge" up
   ip -n "$ns" link set eth0 address "$mac" mtu "$mtu" up
   ip -n "$ns" addr add "$ip/$prefix" dev eth0
   ip -n "$ns" route add default via "$gw"
-  echo "$id: eth0 $ip/$prefix via $gw ($mac), veth $veth in $bridge"
-  eval "${id}_ip=$ip"; gateway=$gw
+  printf '  %-4s %s/%s via %s, mac %s, veth-%s in %s\n' "$id" "$ip" "$prefix" "$gw" "$mac" "$id" "$bridge"
+  eval "${id}_ip=$ip"
 }
-attach "$c1" web veth-demo1
-attach "$c2" db veth-demo2
+step "allocate-interface web, db: addresses from the bridge, wired with veth pairs"
+attach "$web" web
+attach "$db" db
+for port in 80 81; do ip netns exec "$web" $py -c "$SERVER" "$port" web & pids+=($!); done
+for _ in $(seq 50); do ip netns exec "$web" $py -c 'import socket; socket.create_connection(("127.0.0.1", 81), 1)' 2>/dev/null && break; sleep 0.1; done
 
-step "web -> db, db -> web, web -> gateway"
-ip netns exec "$c1" ping -c 2 -W 2 "$db_ip"
-ip netns exec "$c2" ping -c 2 -W 2 "$web_ip"
-ip netns exec "$c1" ping -c 2 -W 2 "$gateway"
+step "allocate-port web 80 --host-port 8080: a DNAT rule and the in-process proxy"
+show ctl allocate-port web 80 --host-port 8080
+fetch "$outside" "http://192.0.2.1:8080/"
+fetch "$host" "http://127.0.0.1:8080/"
+echo "  (outside: DNAT, web sees the real client; 127.0.0.1: the proxy, web sees the gateway)"
 
-step "dockernetctl list, then release both"
-ctl list
-ctl release-interface web
-ctl release-interface db
-ctl list
+step "--icc=false: db cannot reach web; a link opens exactly web's port 80 to db"
+fetch "$db" "http://$web_ip:80/"
+show ctl link add "$db_ip" "$web_ip" 80/tcp   # parent db may reach child web:80
+fetch "$db" "http://$web_ip:80/"
+fetch "$db" "http://$web_ip:81/"
 
-step "done: everything made here is removed now"
+step "dockernetctl list, verify; a few metrics (--metrics-addr)"
+show ctl list
+show ctl verify
+ip netns exec "$host" $py -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9323/metrics").read().decode())' \
+  | grep -E '^dockernetd_(rpc_requests_total\{method="allocate|port_mappings|links|addresses_in_use|proxy_connections_total\{proto="tcp)' | sed 's/^/    /'
+
+step "release-interface web, db: addresses, ports, proxy and rules go back"
+show ctl link remove "$db_ip" "$web_ip" 80/tcp
+show ctl release-interface web
+show ctl release-interface db
+show ip netns exec "$host" iptables-legacy -t nat -S DOCKER
+fetch "$outside" "http://192.0.2.1:8080/"
+
+step "done: the daemon stops and every namespace made here is deleted"
