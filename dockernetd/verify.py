@@ -24,7 +24,7 @@ from .config import Config
 from .driver import BridgeDriver
 from .kernel.worker import KernelContext
 from .netutil import random_mac
-from .rules import LINK_RULE_TABLES, MAPPING_RULE_TABLES, BootPlan, Rule, boot_plan
+from .rules import LINK_RULE_TABLES, MAPPING_RULE_TABLES, BootPlan, boot_plan
 
 log = logging.getLogger("dockernetd.verify")
 
@@ -32,11 +32,6 @@ log = logging.getLogger("dockernetd.verify")
 def _boot_plan(driver: BridgeDriver, config: Config) -> BootPlan:
     bridge = driver.network.bridge
     return boot_plan(bridge.name, bridge.address.network, icc=config.icc, ip_masq=config.ip_masq)
-
-
-def _owned_rules(driver: BridgeDriver) -> list[Rule]:
-    """The rules of every mapping and link (those the boot plan does not hold)."""
-    return [*driver.mapper.rules(driver.network.interfaces.values()), *driver.links.rules()]
 
 
 def owned_rule_counts(driver: BridgeDriver, config: Config) -> Counter[str]:
@@ -60,7 +55,7 @@ async def verify(driver: BridgeDriver, config: Config, *, repair: bool) -> dict[
         await kernel.call(_repair_bridge, bridge.name, bridge.address)
     if driver.mapper.iptables:
         plan = _boot_plan(driver, config)
-        desired = _owned_rules(driver)
+        desired = [*driver.mapper.rules(driver.network.interfaces.values()), *driver.links.rules()]
         missing, extra = await kernel.call(lambda ctx: ctx.firewall.drift(plan, desired))
         drift += [
             {"kind": "rule_missing", "table": r.table, "rule": r.save_line()} for r in missing

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -62,13 +63,18 @@ def raw(path: str) -> socket.socket:
     return s
 
 
-def read_line(s: socket.socket) -> dict:
+def read_line(s: socket.socket) -> Any:
+    """The next answer line, parsed as a strict JSON parser would (no NaN, no Infinity)."""
     data = b""
     while not data.endswith(b"\n"):
         chunk = s.recv(65536)
         assert chunk, "connection closed"
         data += chunk
-    return json.loads(data)
+
+    def refuse(name: str) -> object:
+        raise AssertionError(f"{name} is not JSON: {data!r}")
+
+    return json.loads(data.decode("utf-8"), parse_constant=refuse)
 
 
 def test_hostile_clients_do_not_disturb_others(make_daemon):
@@ -103,27 +109,13 @@ def test_hostile_clients_do_not_disturb_others(make_daemon):
     assert "Traceback" not in daemon.log()
 
 
-def read_strict(s: socket.socket) -> object:
-    """The next answer line, parsed as a strict JSON parser would (no NaN, no Infinity)."""
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = s.recv(65536)
-        assert chunk, "connection closed"
-        data += chunk
-
-    def refuse(name: str) -> object:
-        raise AssertionError(f"{name} is not JSON: {data!r}")
-
-    return json.loads(data.decode("utf-8"), parse_constant=refuse)
-
-
 def test_strict_json_rpc_over_the_socket(make_daemon):
     daemon = make_daemon()
     s = raw(daemon.socket)
     status = b'{"jsonrpc":"2.0","method":"status","id":"s"}'
     allocate = b'{"jsonrpc":"2.0","method":"allocate_interface","params":{"id":"batched"},"id":2}'
     s.sendall(b"[1," + allocate + b',{"jsonrpc":"1.0","method":"status","id":3},' + status + b"]\n")
-    answers = read_strict(s)
+    answers = read_line(s)
     assert [(a["id"], a.get("error", {}).get("code")) for a in answers] == [
         (None, -32600),
         (2, None),
@@ -133,7 +125,7 @@ def test_strict_json_rpc_over_the_socket(make_daemon):
     assert answers[1]["result"]["ip"] == "172.17.0.2"  # the valid members ran
 
     s.sendall(b"[]\n")
-    assert read_strict(s)["error"]["code"] == -32600
+    assert read_line(s)["error"]["code"] == -32600
     for line in (
         b'{"jsonrpc":"2.0","method":"status","id":-Infinity}',
         b'{"jsonrpc":"2.0","method":"status","params":{"n":NaN},"id":1}',
@@ -141,10 +133,10 @@ def test_strict_json_rpc_over_the_socket(make_daemon):
         b'{"jsonrpc":"2.0","method":"\xed\xa0\x80","id":1}',
     ):
         s.sendall(line + b"\n")
-        answer = read_strict(s)
+        answer = read_line(s)
         assert (answer["id"], answer["error"]["code"]) == (None, -32700), line
     s.sendall(status + b"\n")  # the connection is still usable
-    assert read_strict(s)["result"]["interfaces"] == 1
+    assert read_line(s)["result"]["interfaces"] == 1
     s.close()
     assert daemon.call("list_interfaces")[0]["id"] == "batched"
 
