@@ -121,13 +121,14 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), "a number")
 
 
-def _protocol_error(code: int, message: str, detail: str) -> dict[str, Any]:
-    data = {"error": PROTOCOL_ERROR_NAMES[code], "detail": detail}
+def protocol_error(code: int, message: str, detail: str, name: str | None = None) -> dict[str, Any]:
+    """An error answer with no request id; ``data.error`` is the code's name unless given."""
+    data = {"error": name or PROTOCOL_ERROR_NAMES[code], "detail": detail}
     return {"jsonrpc": "2.0", "error": {"code": code, "message": message, "data": data}, "id": None}
 
 
 def _invalid_request(detail: str) -> dict[str, Any]:
-    return _protocol_error(-32600, "Invalid request", detail)
+    return protocol_error(-32600, "Invalid request", detail)
 
 
 def _shape(response: Any) -> dict[str, Any]:
@@ -154,7 +155,7 @@ _INTERNAL_ERROR = {
 }
 
 
-def _line(response: Any) -> bytes:
+def response_line(response: Any) -> bytes:
     """One strict-JSON line; a value JSON cannot carry is a bug, answered as one."""
     try:
         text = json.dumps(response, separators=(",", ":"), allow_nan=False)
@@ -180,16 +181,16 @@ class Dispatcher:
             doc = parse_line(line)
         except ValueError as exc:  # json's message says where; ours what is not JSON
             self.metrics.observe(None, -32700, time.perf_counter() - started)
-            return _line(_protocol_error(-32700, "Parse error", str(exc)[:200]))
+            return response_line(protocol_error(-32700, "Parse error", str(exc)[:200]))
         if not isinstance(doc, list):
             response = await self._answer(doc, peer, started)
-            return None if response is None else _line(response)
+            return None if response is None else response_line(response)
         if not 1 <= len(doc) <= MAX_BATCH:
             self.metrics.observe(None, -32600, time.perf_counter() - started)
-            return _line(_invalid_request(f"a batch holds 1 to {MAX_BATCH} requests"))
+            return response_line(_invalid_request(f"a batch holds 1 to {MAX_BATCH} requests"))
         answers = [await self._answer(member, peer, time.perf_counter()) for member in doc]
         responses = [a for a in answers if a is not None]
-        return _line(responses) if responses else None
+        return response_line(responses) if responses else None
 
     async def _answer(self, doc: Any, peer: Peer | None, started: float) -> dict[str, Any] | None:
         """The response to one request (a batch's member or a whole line); None: a notification."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import grp
-import json
 import logging
 import os
 import socket
@@ -26,7 +25,7 @@ import trio
 
 from .errors import StartupError
 from .jobs import Peer
-from .rpc import Dispatcher
+from .rpc import Dispatcher, protocol_error, response_line
 
 log = logging.getLogger("dockernetd.server")
 
@@ -36,20 +35,16 @@ MAX_PER_PROCESS = 256  # open at once by one client process (SO_PEERCRED pid)
 _RECEIVE_SIZE = 65536
 
 
-def _error_line(code: int, message: str, name: str, detail: str) -> bytes:
-    error = {"code": code, "message": message, "data": {"error": name, "detail": detail}}
-    response = {"jsonrpc": "2.0", "error": error, "id": None}
-    return json.dumps(response, separators=(",", ":")).encode() + b"\n"
-
-
-_TOO_MANY = _error_line(
-    -32000,
-    "Server error",
-    "too_many_connections",
-    f"at most {MAX_PER_PROCESS} connections per process, {MAX_CONNECTIONS} in all",
+_TOO_MANY = response_line(
+    protocol_error(
+        -32000,
+        "Server error",
+        f"at most {MAX_PER_PROCESS} connections per process, {MAX_CONNECTIONS} in all",
+        name="too_many_connections",
+    )
 )
-_TOO_LONG = _error_line(
-    -32600, "Invalid request", "invalid_request", f"line longer than {MAX_LINE} bytes"
+_TOO_LONG = response_line(
+    protocol_error(-32600, "Invalid request", f"line longer than {MAX_LINE} bytes")
 )
 
 
