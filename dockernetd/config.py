@@ -9,12 +9,11 @@ host is touched.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
-from .netutil import parse_cidr, parse_ipv4
+from .netutil import parse_cidr, parse_host_port, parse_ipv4
 
 DEFAULT_BRIDGE = "docker0"
 DEFAULT_SOCKET = "/run/dockernetd/dockernetd.sock"
@@ -110,26 +109,16 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"Interface name {config.bridge_name} too long")
     if config.mtu != 0 and not 68 <= config.mtu <= 65535:
         raise ConfigError(f"invalid MTU {config.mtu}: must be 0 (automatic) or 68-65535")
-    if config.metrics_addr and not _is_listen_address(config.metrics_addr):
-        raise ConfigError(
-            f"invalid metrics-addr {config.metrics_addr!r}: want HOST:PORT with an IP address, "
-            "e.g. 127.0.0.1:9323 or [::1]:9323"
-        )
+    if config.metrics_addr:
+        try:
+            parse_host_port(config.metrics_addr)
+        except ValueError:
+            raise ConfigError(
+                f"invalid metrics-addr {config.metrics_addr!r}: want HOST:PORT with an IP "
+                "address, e.g. 127.0.0.1:9323 or [::1]:9323"
+            ) from None
     if config.log_level not in LOG_LEVELS:
         raise ConfigError(
             f"invalid log level {config.log_level!r}: must be one of {', '.join(LOG_LEVELS)}"
         )
     return config
-
-
-def _is_listen_address(text: str) -> bool:
-    """``IPv4:PORT`` or ``[IPv6]:PORT``, the port 0-65535."""
-    host, colon, port = text.rpartition(":")
-    if not (colon and port.isdigit() and int(port) <= 65535):
-        return False
-    bracketed = host.startswith("[") and host.endswith("]")
-    try:
-        address = ipaddress.ip_address(host[1:-1] if bracketed else host)
-    except ValueError:
-        return False
-    return bracketed == (address.version == 6)

@@ -54,6 +54,18 @@ def parse_ipv4(text: str) -> IPv4Address:
     return address
 
 
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``IPv4:PORT`` or ``[IPv6]:PORT`` as (address, port), port 0-65535; else ValueError."""
+    host, colon, port = text.rpartition(":")
+    if not (colon and port.isdigit() and int(port) <= 65535):
+        raise ValueError(f"{text}: no port")
+    bracketed = host.startswith("[") and host.endswith("]")
+    address = ip_address(host[1:-1] if bracketed else host)
+    if bracketed != (address.version == 6):
+        raise ValueError(f"{text}: IPv6 addresses go in brackets, IPv4 ones do not")
+    return str(address), int(port)
+
+
 def nameservers(resolv_conf: str) -> list[IPv4Network]:
     """The IPv4 nameservers of a resolv.conf text, as /32 networks, in file order."""
     found = []

@@ -32,6 +32,7 @@ from prometheus_client.exposition import choose_encoder
 
 from .errors import StartupError
 from .metrics import CommitTimes, ProxyCounts, RpcMetrics
+from .netutil import parse_host_port
 from .service import Service
 
 log = logging.getLogger("dockernetd.metrics")
@@ -194,9 +195,9 @@ def registry_of(collector: Collector) -> CollectorRegistry:
 
 async def open_metrics_listeners(address: str) -> list[trio.SocketListener]:
     """TCP listeners on ``HOST:PORT`` (validated by the config); StartupError if it cannot bind."""
-    host, _, port = address.rpartition(":")
+    host, port = parse_host_port(address)
     try:
-        return await trio.open_tcp_listeners(int(port), host=host.strip("[]"))
+        return await trio.open_tcp_listeners(port, host=host)
     except OSError as exc:
         raise StartupError(f"cannot serve metrics on {address}: {exc.strerror or exc}") from None
 
