@@ -51,8 +51,8 @@ class Collector:
         self,
         service: Service,
         rpc: RpcMetrics,
-        commit_times: CommitTimes | None,
-        proxy_counts: ProxyCounts | None,
+        commit_times: CommitTimes,
+        proxy_counts: ProxyCounts,
     ) -> None:
         self._service = service
         self._rpc = rpc
@@ -134,22 +134,21 @@ class Collector:
         yield mappings
         yield _gauge("links", "Active links (each two rules)", links)
         yield _gauge("proxies", "Userland proxies running", proxies)
-        if self._proxy_counts is not None:
-            relayed = CounterMetricFamily(
-                "dockernetd_proxy_connections",
-                "Connections (tcp) and flows (udp) the proxies relayed",
-                labels=["proto"],
-            )
-            open_now = GaugeMetricFamily(
-                "dockernetd_proxy_open_connections",
-                "Connections (tcp) and flows (udp) the proxies relay now",
-                labels=["proto"],
-            )
-            for proto in ("tcp", "udp"):
-                relayed.add_metric([proto], self._proxy_counts.relayed[proto])
-                open_now.add_metric([proto], self._proxy_counts.open[proto])
-            yield relayed
-            yield open_now
+        relayed = CounterMetricFamily(
+            "dockernetd_proxy_connections",
+            "Connections (tcp) and flows (udp) the proxies relayed",
+            labels=["proto"],
+        )
+        open_now = GaugeMetricFamily(
+            "dockernetd_proxy_open_connections",
+            "Connections (tcp) and flows (udp) the proxies relay now",
+            labels=["proto"],
+        )
+        for proto in ("tcp", "udp"):
+            relayed.add_metric([proto], self._proxy_counts.relayed[proto])
+            open_now.add_metric([proto], self._proxy_counts.open[proto])
+        yield relayed
+        yield open_now
 
     def _firewall_families(self) -> Iterator[Metric]:
         rules = GaugeMetricFamily(
@@ -165,9 +164,8 @@ class Collector:
             "Time to read, change and commit firewall tables, by the tables of the commit",
             labels=["tables"],
         )
-        if self._commit_times is not None:
-            for tables, histogram in sorted(self._commit_times.by_tables.items()):
-                commits.add_metric([tables], histogram.buckets(), histogram.sum)
+        for tables, histogram in sorted(self._commit_times.by_tables.items()):
+            commits.add_metric([tables], histogram.buckets(), histogram.sum)
         yield commits
 
     def _state_families(self) -> Iterator[Metric]:

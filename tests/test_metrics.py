@@ -88,7 +88,8 @@ def test_a_scrape_reads_the_dispatchers_counts_and_the_model():
 
 def test_a_daemon_without_network_still_scrapes():
     dispatcher = make_dispatcher(network=False)
-    samples = samples_of(Collector(dispatcher._service, dispatcher.metrics, None, None))
+    collector = Collector(dispatcher._service, dispatcher.metrics, CommitTimes(), ProxyCounts())
+    samples = samples_of(collector)
     assert samples["dockernetd_links", ()] == 0
     assert samples["dockernetd_state_file_bytes", ()] == 0
     assert not any(name == "dockernetd_addresses_in_use" for name, _ in samples)
