@@ -51,36 +51,37 @@ class SystemdBox:
     def up(self, units: Sequence[Path] = (), bind: Sequence[Path] = ()) -> None:
         """Boot the box; on any failure it is taken down again and the console log raised."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._cgroup = self._make_cgroup()
         env = {
             **_ENV,
             "BOX_UNITS": " ".join(str(u) for u in units),
             "BOX_BIND": " ".join(str(b) for b in bind),
         }
         master, console = pty.openpty()  # systemd wants a terminal for /dev/console
-        cgroup_procs = self._cgroup / "cgroup.procs"
-        try:
-            self._unshare = subprocess.Popen(
-                [
-                    "unshare",
-                    *("--pid", "--fork", "--mount", "--net", "--uts", "--ipc", "--cgroup"),
-                    "--propagation=private",
-                    str(INIT),
-                    str(self.directory),
-                ],
-                stdin=console,
-                stdout=console,
-                stderr=console,
-                env=env,
-                start_new_session=True,
-                # into the box cgroup before unshare: the new cgroup namespace is rooted there
-                preexec_fn=lambda: cgroup_procs.write_text("0"),
-            )
-        finally:
-            os.close(console)
+        # reads until every holder of the console is gone (EIO), then closes the master
         self._console = threading.Thread(target=self._copy_console, args=(master,), daemon=True)
         self._console.start()
         try:
+            try:
+                self._cgroup = self._make_cgroup()
+                cgroup_procs = self._cgroup / "cgroup.procs"
+                self._unshare = subprocess.Popen(
+                    [
+                        "unshare",
+                        *("--pid", "--fork", "--mount", "--net", "--uts", "--ipc", "--cgroup"),
+                        "--propagation=private",
+                        str(INIT),
+                        str(self.directory),
+                    ],
+                    stdin=console,
+                    stdout=console,
+                    stderr=console,
+                    env=env,
+                    start_new_session=True,
+                    # into the box cgroup before unshare: the new cgroup namespace is rooted there
+                    preexec_fn=lambda: cgroup_procs.write_text("0"),
+                )
+            finally:
+                os.close(console)
             self._wait_for_boot()
         except BaseException:
             self.down()
