@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from . import __version__
@@ -25,15 +25,43 @@ from .errors import (
     IpAlreadyAllocated,
     IpOutOfRange,
     NetworkDisabled,
+    NetworkExists,
+    NetworkInternal,
+    NetworkInUse,
     NoAvailableIps,
+    NoFreeSubnet,
+    PoolOverlap,
     PortAlreadyAllocated,
+    PredefinedNetwork,
     ProxyFailed,
     UnknownContainer,
+    UnknownNetwork,
 )
 from .netutil import parse_ipv4, parse_mac
+from .network import DEFAULT_NETWORK
+from .pools import MAX_SUBNET_SIZE
 
 CONTAINER_ID = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$"}
 IPV4 = {"type": "string", "format": "ipv4"}
+SUBNET = {"type": "string", "format": "ipv4-network"}
+#: Docker's network names (no length limit there; 128 here, as container ids).
+NETWORK_NAME = {"type": "string", "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$"}
+#: A Linux interface name: 1-15 bytes (IFNAMSIZ 16 with the NUL).
+BRIDGE_NAME = {"type": "string", "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$"}
+NETWORK_PROPERTIES: dict[str, Any] = {
+    "name": {"type": "string"},
+    "id": {"type": "string"},
+    "bridge": {"type": "string"},
+    "subnet": SUBNET,
+    "gateway": IPV4,
+    "ip_range": {"type": ["string", "null"]},
+    "internal": {"type": "boolean"},
+    "icc": {"type": "boolean"},
+    "ip_masq": {"type": "boolean"},
+    "mtu": {"type": "integer"},
+    "host_binding_ip": IPV4,
+}
+NETWORK_OBJECT = {"type": "object", "properties": NETWORK_PROPERTIES}
 PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
 HOST_PORT = {"type": "integer", "minimum": 0, "maximum": 65535}  # 0: a dynamic port
 #: One range publishes at most this many ports (each is a proxy and two rules).
@@ -77,7 +105,15 @@ class Method:
 
 _ID = Param("id", CONTAINER_ID, "container id: 1-128 of A-Z a-z 0-9 _ . -", required=True)
 _PROTO = Param("proto", PROTO, "tcp or udp", default="tcp")
-_HOST_IP = Param("host_ip", IPV4, "host address to bind (default: the daemon's --ip)")
+_HOST_IP = Param(
+    "host_ip", IPV4, "host address to bind (default: the network's host_binding_ip, or --ip)"
+)
+_NETWORK = Param("network", NETWORK_NAME, "the network (default: bridge)", default=DEFAULT_NETWORK)
+_ENDPOINT_NETWORK = Param(
+    "network",
+    NETWORK_NAME,
+    "the network of the endpoint (default: the container's only or oldest endpoint)",
+)
 _PUBLISH_ERRORS = (
     UnknownContainer,
     PortAlreadyAllocated,
@@ -85,9 +121,75 @@ _PUBLISH_ERRORS = (
     ProxyFailed,
     FirewallFailed,
     NetworkDisabled,
+    UnknownNetwork,
+    NetworkInternal,
 )
+ENDPOINT = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "network": {"type": "string"},
+        "ip": IPV4,
+        "mac_address": {"type": "string"},
+        "ports": {"type": "array", "items": PORT_MAPPING},
+    },
+}
 
 METHODS: tuple[Method, ...] = (
+    Method(
+        "network_create",
+        "A network: its own bridge, subnet, addresses and rules, isolated from the others "
+        "(Docker's network create).",
+        (
+            Param("name", NETWORK_NAME, "unique; bridge is the default network's", required=True),
+            Param("subnet", SUBNET, "e.g. 172.20.0.0/16 (default: the next free one of the pools)"),
+            Param("gateway", IPV4, "the bridge's address (default: the subnet's first)"),
+            Param("ip_range", SUBNET, "hand out container addresses only from here"),
+            Param("bridge", BRIDGE_NAME, "the bridge device (default: br- + 12 hex of the id)"),
+            Param(
+                "internal", {"type": "boolean"}, "no route out, no published ports", default=False
+            ),
+            Param("icc", {"type": "boolean"}, "containers may talk to each other", default=True),
+            Param("ip_masq", {"type": "boolean"}, "masquerade traffic going out", default=True),
+            Param(
+                "mtu",
+                {"type": "integer", "minimum": 68, "maximum": 65535},
+                "MTU for the containers' interfaces (default: the daemon's)",
+            ),
+            Param("host_binding_ip", IPV4, "where ports are published by default (default: --ip)"),
+        ),
+        NETWORK_OBJECT,
+        (NetworkExists, PoolOverlap, NoFreeSubnet, Conflict, FirewallFailed, NetworkDisabled),
+    ),
+    Method(
+        "network_delete",
+        "Remove a network: its rules and its bridge. Refused while it has endpoints.",
+        (Param("name", NETWORK_NAME, "the network", required=True),),
+        NETWORK_OBJECT,
+        (UnknownNetwork, PredefinedNetwork, NetworkInUse, NetworkDisabled),
+    ),
+    Method(
+        "network_list",
+        "Every network, bridge first, with its number of endpoints.",
+        (),
+        {"type": "array", "items": NETWORK_OBJECT},
+        (NetworkDisabled,),
+        query=True,
+    ),
+    Method(
+        "network_inspect",
+        "A network with its endpoints, their addresses and published ports.",
+        (Param("name", NETWORK_NAME, "the network", required=True),),
+        {
+            "type": "object",
+            "properties": {
+                **NETWORK_PROPERTIES,
+                "endpoints": {"type": "array", "items": ENDPOINT},
+            },
+        },
+        (UnknownNetwork, NetworkDisabled),
+        query=True,
+    ),
     Method(
         "allocate_interface",
         "An IP address, MAC and gateway for a container from the bridge subnet. "
@@ -100,6 +202,7 @@ METHODS: tuple[Method, ...] = (
                 {"type": "string", "format": "mac"},
                 "this MAC instead of 02:42 + the IPv4 bytes",
             ),
+            _NETWORK,
         ),
         {
             "type": "object",
@@ -114,21 +217,37 @@ METHODS: tuple[Method, ...] = (
                 "mtu": {"type": "integer"},
             },
         },
-        (IpAlreadyAllocated, IpOutOfRange, NoAvailableIps, NetworkDisabled, Conflict),
+        (
+            IpAlreadyAllocated,
+            IpOutOfRange,
+            NoAvailableIps,
+            NetworkDisabled,
+            Conflict,
+            UnknownNetwork,
+        ),
     ),
     Method(
         "release_interface",
-        "Free a container's address and unmap every port it published.",
-        (_ID,),
+        "Free a container's address and unmap every port it published; without network, "
+        "on every network it joined.",
+        (
+            _ID,
+            Param("network", NETWORK_NAME, "only the endpoint on this network"),
+        ),
         {
             "type": "object",
             "properties": {
                 "id": {"type": "string"},
                 "ip": IPV4,
                 "released_ports": {"type": "array", "items": PORT_MAPPING},
+                "networks": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "the networks released, when one is not bridge",
+                },
             },
         },
-        (UnknownContainer, FirewallFailed, NetworkDisabled),
+        (UnknownContainer, FirewallFailed, NetworkDisabled, UnknownNetwork),
     ),
     Method(
         "allocate_port",
@@ -144,6 +263,7 @@ METHODS: tuple[Method, ...] = (
                 "host port; 0 picks the next free one in 49153-65535",
                 default=0,
             ),
+            _ENDPOINT_NETWORK,
         ),
         {
             "type": "object",
@@ -178,6 +298,7 @@ METHODS: tuple[Method, ...] = (
                 "the first host port; 0 picks a free one in 49153-65535 for each",
                 default=0,
             ),
+            _ENDPOINT_NETWORK,
         ),
         {
             "type": "object",
@@ -210,9 +331,10 @@ METHODS: tuple[Method, ...] = (
                 required=True,
             ),
             Param("ignore_errors", {"type": "boolean"}, "skip rules that fail", default=False),
+            _NETWORK,
         ),
         {"type": "object", "properties": {"rules": {"type": "integer"}}},
-        (FirewallFailed, NetworkDisabled),
+        (FirewallFailed, NetworkDisabled, UnknownNetwork),
     ),
     Method(
         "verify",
@@ -241,6 +363,7 @@ METHODS: tuple[Method, ...] = (
                 "gateway": {"type": ["string", "null"]},
                 "network_disabled": {"type": "boolean"},
                 "config": {"type": "object"},
+                "networks": {"type": "integer"},
                 "interfaces": {"type": "integer"},
                 "port_mappings": {"type": "integer"},
                 "links": {"type": "integer"},
@@ -252,20 +375,9 @@ METHODS: tuple[Method, ...] = (
     ),
     Method(
         "list_interfaces",
-        "Every container interface with its published ports.",
+        "Every endpoint (a container on a network) with its published ports.",
         (),
-        {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "id": {"type": "string"},
-                    "ip": IPV4,
-                    "mac_address": {"type": "string"},
-                    "ports": {"type": "array", "items": PORT_MAPPING},
-                },
-            },
-        },
+        {"type": "array", "items": ENDPOINT},
         (NetworkDisabled,),
         query=True,
     ),
@@ -309,6 +421,8 @@ def _check(name: str, schema: dict[str, Any], value: Any) -> Any:
         fmt = schema.get("format")
         if fmt == "ipv4":
             return _ipv4(name, value)
+        if fmt == "ipv4-network":
+            return _ipv4_network(name, value)
         if fmt == "mac":
             try:
                 return parse_mac(value)
@@ -342,6 +456,17 @@ def _ipv4(name: str, value: str) -> IPv4Address:
                 f"Bad parameter: invalid host ip {value[:140]}", param=name
             ) from None
         raise _bad(name, f"{value[:140]!r} is not an IPv4 address") from None
+
+
+def _ipv4_network(name: str, value: str) -> IPv4Network:
+    """A subnet in CIDR form with no host bits, room for a gateway and a container."""
+    try:
+        network = IPv4Network(value)
+    except ValueError:
+        raise _bad(name, f"{value[:140]!r} is not an IPv4 subnet such as 172.20.0.0/16") from None
+    if network.prefixlen > MAX_SUBNET_SIZE:
+        raise _bad(name, f"{value} is too small: at most /{MAX_SUBNET_SIZE}")
+    return network
 
 
 def _bad(name: str, why: str) -> InvalidParams:

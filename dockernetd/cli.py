@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 from . import __version__
 from .config import DEFAULT_SOCKET, LOG_LEVELS, Config, validate
 from .errors import ConfigError
+from .pools import AddressPool, parse_pool, pool_of
 
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
@@ -34,6 +35,7 @@ FILE_KEYS: dict[str, tuple[str, type]] = {
     "mtu": ("mtu", int),
     "log-level": ("log_level", str),
     "metrics-addr": ("metrics_addr", str),
+    "default-address-pools": ("default_address_pools", list),
 }
 
 
@@ -113,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="config_file",
         metavar="PATH",
         help="JSON file with Docker daemon.json keys: bridge, bip, fixed-cidr, iptables, "
-        "ip-forward, ip-masq, icc, ip, mtu, log-level, metrics-addr; a key may not also be "
+        "ip-forward, ip-masq, icc, ip, mtu, log-level, metrics-addr, default-address-pools; "
+        "a key may not also be "
         "given as a flag; SIGHUP re-reads it and applies log-level",
     )
     p.add_argument("--log-level", dest="log_level", choices=LOG_LEVELS, help="(default: info)")
@@ -137,8 +140,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve Prometheus metrics over HTTP at http://HOST:PORT/metrics, e.g. "
         "127.0.0.1:9323 or [::1]:9323 (default: off)",
     )
+    p.add_argument(
+        "--default-address-pool",
+        dest="default_address_pools",
+        action="append",
+        type=_pool,
+        metavar="base=CIDR,size=N",
+        help="where networks created without a subnet get one, e.g. base=10.10.0.0/16,size=24; "
+        "repeatable, replaces the defaults (172.17-31.0.0/16 as /16s, 192.168.0.0/16 as /20s)",
+    )
     p.add_argument("--version", action="version", version=f"dockernetd {__version__}")
     return p
+
+
+def _pool(text: str) -> AddressPool:
+    try:
+        return parse_pool(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _pools_from_file(path: str, value: list[Any]) -> tuple[AddressPool, ...]:
+    """daemon.json's ``default-address-pools``: ``[{"base": CIDR, "size": N}, ...]``."""
+    pools = []
+    for entry in value:
+        if not isinstance(entry, dict) or set(entry) != {"base", "size"}:
+            raise ConfigError(
+                f"invalid value for 'default-address-pools' in config file {path}: "
+                'expected [{"base": CIDR, "size": N}, ...]'
+            )
+        try:
+            pools.append(pool_of(entry["base"], entry["size"]))
+        except ValueError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+    return tuple(pools)
 
 
 def load_config_file(path: str) -> dict[str, Any]:
@@ -164,7 +199,7 @@ def load_config_file(path: str) -> dict[str, Any]:
             raise ConfigError(
                 f"invalid value for {key!r} in config file {path}: expected {kind.__name__}"
             )
-        values[field] = value
+        values[field] = _pools_from_file(path, value) if isinstance(value, list) else value
     return values
 
 
@@ -185,4 +220,6 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                 f"configuration file: {detail}"
             )
         given.update(from_file)
+    if "default_address_pools" in given:
+        given["default_address_pools"] = tuple(given["default_address_pools"])
     return validate(Config(**given))

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import cached_property
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
 from .errors import ConfigError
 from .netutil import parse_cidr, parse_host_port, parse_ipv4
+from .pools import DEFAULT_POOLS, AddressPool
 
 DEFAULT_BRIDGE = "docker0"
 DEFAULT_SOCKET = "/run/dockernetd/dockernetd.sock"
@@ -40,6 +43,25 @@ class Config:
     resolv_conf: str = "/etc/resolv.conf"
     state_dir: str = DEFAULT_STATE_DIR
     metrics_addr: str = ""
+    default_address_pools: tuple[AddressPool, ...] = ()  # () means Docker's defaults
+
+    # The addresses as the daemon uses them (the fields keep the flags' text, as given):
+
+    @cached_property
+    def bridge_address(self) -> IPv4Interface | None:
+        return parse_cidr(self.bip) if self.bip else None
+
+    @cached_property
+    def fixed_subnet(self) -> IPv4Network | None:
+        return parse_cidr(self.fixed_cidr).network if self.fixed_cidr else None
+
+    @cached_property
+    def binding_ip(self) -> IPv4Address:
+        return parse_ipv4(self.ip)
+
+    @property
+    def address_pools(self) -> tuple[AddressPool, ...]:
+        return self.default_address_pools or DEFAULT_POOLS
 
     @property
     def network_disabled(self) -> bool:
@@ -79,6 +101,9 @@ class Config:
             "ip": self.ip,
             "mtu": self.mtu,
             "metrics-addr": self.metrics_addr,
+            "default-address-pools": [
+                {"base": str(pool.base), "size": pool.size} for pool in self.address_pools
+            ],
         }
 
 

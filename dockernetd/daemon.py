@@ -28,6 +28,7 @@ from .cli import parse_args
 from .config import Config
 from .driver import init_networkdriver
 from .errors import ConfigError, StartupError
+from .handlers import Service
 from .jobs import OneLineFormatter
 from .kernel.worker import KernelContext, open_kernel_worker
 from .metrics import CommitTimes, ProxyCounts, RpcMetrics, process_age
@@ -35,7 +36,6 @@ from .proxy import ProxySupervisor
 from .restore import restore
 from .rpc import Dispatcher
 from .server import BoundSocket, Server, bind_unix_socket
-from .service import Service
 from .state import StateLog
 from .systemd import JournalHandler, Notifier, activated_socket, stderr_is_journal
 
@@ -111,7 +111,7 @@ async def run(config: Config, argv: Sequence[str] = ()) -> None:
                 driver = await init_networkdriver(config, kernel, supervisor)
             state = StateLog(config.state_dir) if driver else None
             if driver and state:
-                await restore(driver, state, kernel)
+                await restore(driver, state)
             listening = _listen(config)
             try:
                 service = Service(config, driver, state)

@@ -1,67 +1,79 @@
-"""init_networkdriver: find or create the bridge, as Docker 1.4's InitDriver did.
+"""The bridge driver: networks in the kernel, set up at boot and on demand.
 
-The decisions (which address, which error) are made here; every kernel call
-goes through the kernel worker.  In Docker 1.4's order: the bridge, then (with
---iptables) the boot rules and the nat DOCKER chain, then ip_forward, then the
-allocator over the bridge network.
+``init_networkdriver`` is Docker 1.4's InitDriver for the default network
+``bridge``: find or create the bridge, then (with --iptables) the boot rules
+and the nat DOCKER chain, then ip_forward.  :func:`setup_network` and
+:func:`teardown_network` do the same for the networks ``network_create`` makes
+and ``network_delete`` removes: a bridge of their own, their tagged rules, and
+the isolation rules that change with the set of networks.  The decisions are
+made here; every kernel call goes through the kernel worker.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from dataclasses import dataclass
-from ipaddress import IPv4Interface
+from dataclasses import dataclass, field
+from ipaddress import IPv4Interface, IPv4Network
 
 from .config import Config
-from .errors import StartupError
+from .errors import FirewallFailed, StartupError
 from .ipam import BadSubnet
 from .jobs import Job, run_job
-from .kernel.firewall import FirewallError
-from .kernel.netlink import LinkInfo, Netlink, enable_ip_forward
-from .kernel.worker import KernelContext, KernelWorker
+from .kernel import bridge as bridges
+from .kernel.firewall import Firewall
+from .kernel.worker import KernelWorker
 from .links import Links
-from .netutil import choose_bridge_address, nameservers, parse_cidr, random_mac
-from .network import Bridge, BridgeNetwork
+from .netutil import choose_bridge_address, nameservers
+from .network import DEFAULT_NETWORK, Network, NetworkSpec
+from .networks import Networks
+from .pools import AddressPool
 from .portmapper import PortMapper
 from .proxy import ProxySupervisor
-from .rules import boot_plan
+from .rules import Rule, boot_plan, isolation_rules, link_rules, network_rules
 
 log = logging.getLogger("dockernetd.driver")
 
 DEFAULT_MTU = 1500
 
 
-class _NoAddress(Exception):
-    """GetIfaceAddr failed: the bridge is missing or has no IPv4 address."""
-
-
 @dataclass
-class BridgeDriver:
+class Driver:
     """What init_networkdriver sets up and the handlers use."""
 
-    network: BridgeNetwork
+    networks: Networks
     mapper: PortMapper
     links: Links
     kernel: KernelWorker
+    config: Config
+    mtu: int  # what containers use when a network does not say (--mtu, or the default route's)
+    pools: tuple[AddressPool, ...] = field(default=())
+
+    @property
+    def default(self) -> Network:
+        return self.networks.get(DEFAULT_NETWORK)
 
 
 async def init_networkdriver(
     config: Config, kernel: KernelWorker, proxies: ProxySupervisor
-) -> BridgeDriver:
+) -> Driver:
     """Run the init job: bridge, boot rules, ip_forward, allocators over the network."""
     with run_job(Job("init_networkdriver", env=config.job_env())):
         try:
             address = await _bridge_address(config, kernel)
             mtu = config.mtu or await _default_mtu(kernel)
+            spec = default_spec(config, address, mtu)
             if config.iptables:
-                await _setup_iptables(config, address, kernel)
+                try:
+                    await kernel.firewall(Firewall.setup, boot_plan(spec))
+                except FirewallFailed as exc:  # "Unable to set up iptables: <why>"
+                    raise StartupError(f"Unable to set up {exc.message}") from exc
             if config.ip_forward:
-                await kernel.call(_enable_ip_forward)
+                await kernel.call(bridges.enable_ip_forward)
         except OSError as exc:  # NetlinkError is an OSError
             raise StartupError(f"{config.bridge_name}: {exc}") from exc
-        fixed_cidr = parse_cidr(config.fixed_cidr).network if config.fixed_cidr else None
         try:
-            network = BridgeNetwork(Bridge(config.bridge_name, address, mtu), fixed_cidr)
+            network = Network(spec)
         except BadSubnet as exc:
             raise StartupError(f"--fixed-cidr {config.fixed_cidr}: {exc}") from None
         log.info(
@@ -70,87 +82,131 @@ async def init_networkdriver(
             address,
             network.ips.capacity,
         )
-        name = config.bridge_name
-        return BridgeDriver(
-            network,
-            PortMapper(name, kernel, proxies, iptables=config.iptables),
-            Links(name, kernel),
+        networks = Networks()
+        networks.add(network)
+        return Driver(
+            networks,
+            PortMapper(kernel, proxies, iptables=config.iptables),
+            Links(kernel),
             kernel,
+            config,
+            mtu,
+            config.address_pools,
         )
 
 
-async def _setup_iptables(config: Config, address: IPv4Interface, kernel: KernelWorker) -> None:
-    plan = boot_plan(config.bridge_name, address.network, icc=config.icc, ip_masq=config.ip_masq)
+def default_spec(config: Config, address: IPv4Interface, mtu: int) -> NetworkSpec:
+    """The flags' network, ``bridge``; its id is stable across restarts."""
+    digest = hashlib.sha256(f"dockernetd:{DEFAULT_NETWORK}:{config.bridge_name}".encode())
+    return NetworkSpec(
+        name=DEFAULT_NETWORK,
+        id=digest.hexdigest(),
+        bridge=config.bridge_name,
+        gateway=address,
+        ip_range=config.fixed_subnet,
+        internal=False,
+        icc=config.icc,
+        ip_masq=config.ip_masq,
+        mtu=mtu,
+        host_binding_ip=config.binding_ip,
+    )
+
+
+async def setup_network(driver: Driver, spec: NetworkSpec) -> None:
+    """The bridge and rules of a new network, all or nothing (FirewallFailed, OSError)."""
+    await driver.kernel.call(bridges.ensure_bridge, spec.bridge, spec.gateway)
+    if not driver.config.iptables:
+        return
+    specs = [network.spec for network in driver.networks]
     try:
-        await kernel.call(lambda ctx: ctx.firewall.setup(plan))
-    except FirewallError as exc:
-        raise StartupError(f"Unable to set up iptables: {exc}") from exc
+        insert, delete = _isolation_change(specs, [*specs, spec])
+        await driver.kernel.change_rules(insert=[*network_rules(spec), *insert], delete=delete)
+    except FirewallFailed:
+        await driver.kernel.call(bridges.delete_bridge, spec.bridge)
+        raise
+
+
+async def teardown_network(driver: Driver, network: Network) -> None:
+    """Delete the rules and bridge of a network that has no endpoints (errors logged)."""
+    spec = network.spec
+    if driver.config.iptables:
+        specs = [n.spec for n in driver.networks]
+        insert, delete = _isolation_change(specs, [s for s in specs if s is not spec])
+        links = [r for link in driver.links.of(spec.name) for r in link_rules(spec.bridge, link)]
+        try:
+            await driver.kernel.change_rules(insert=insert)
+        except FirewallFailed as exc:
+            log.warning("network %s: isolation rules not updated: %s", spec.name, exc.message)
+        await driver.kernel.remove_rules([*links, *network_rules(spec), *delete])
+    try:
+        await driver.kernel.call(bridges.delete_bridge, spec.bridge)
+    except OSError as exc:
+        log.warning("network %s: bridge %s not deleted: %s", spec.name, spec.bridge, exc)
+
+
+async def restore_network(driver: Driver, spec: NetworkSpec) -> None:
+    """A recorded network's bridge as it was (its rules are reconciled with all the others)."""
+    await driver.kernel.call(bridges.ensure_bridge, spec.bridge, spec.gateway)
+
+
+def _isolation_change(
+    before: list[NetworkSpec], after: list[NetworkSpec]
+) -> tuple[list[Rule], list[Rule]]:
+    """The isolation rules to insert and to delete when the networks go from before to after."""
+    old, new = isolation_rules(before), isolation_rules(after)
+    return [r for r in new if r not in old], [r for r in old if r not in new]
+
+
+async def local_networks(driver: Driver) -> list[tuple[IPv4Network, str]]:
+    """What a new network's subnet must not overlap: routes, nameservers, networks."""
+    routes = await driver.kernel.call(bridges.main_routes)
+    in_use = [(route, f"route {route}") for route in routes if route.prefixlen > 0]
+    in_use += [(ns, f"nameserver {ns.network_address}") for ns in _nameservers(driver.config)]
+    in_use += [(n.spec.subnet, f"network {n.name}") for n in driver.networks]
+    return in_use
+
+
+def _nameservers(config: Config) -> list[IPv4Network]:
+    try:
+        with open(config.resolv_conf, encoding="utf-8", errors="replace") as f:
+            return nameservers(f.read())
+    except OSError as exc:  # Docker: a missing resolv.conf means no nameservers
+        log.info("not reading nameservers from %s: %s", config.resolv_conf, exc.strerror)
+        return []
 
 
 async def _bridge_address(config: Config, kernel: KernelWorker) -> IPv4Interface:
     name = config.bridge_name
     try:
-        address = await kernel.call(_iface_addr, name)
-    except _NoAddress as exc:
+        address = await kernel.call(bridges.iface_addr, name)
+    except bridges.NoAddress as exc:
         if not config.using_default_bridge:
             raise StartupError(str(exc)) from None
         log.info("%s; configuring bridge %s", exc, name)
         await _configure_bridge(config, kernel)
         try:
-            return await kernel.call(_iface_addr, name)
-        except _NoAddress as again:
+            return await kernel.call(bridges.iface_addr, name)
+        except bridges.NoAddress as again:
             raise StartupError(str(again)) from None
-    if config.bip:
-        requested = parse_cidr(config.bip)
-        if requested.ip != address.ip:
-            raise StartupError(
-                f"bridge ip ({address.ip}) does not match existing bridge configuration "
-                f"{requested.ip}"
-            )
+    if config.bridge_address and config.bridge_address.ip != address.ip:
+        raise StartupError(
+            f"bridge ip ({address.ip}) does not match existing bridge configuration "
+            f"{config.bridge_address.ip}"
+        )
     return address
 
 
-def _iface_addr(ctx: KernelContext, name: str) -> IPv4Interface:
-    """Docker's GetIfaceAddr: the bridge's first IPv4 address, brought up if it was down."""
-    link = ctx.netlink.link(name)
-    if link is None:
-        raise _NoAddress(f"{name}: no such network interface")
-    addresses = ctx.netlink.ipv4_addresses(link.index)
-    if not addresses:
-        raise _NoAddress(f"Interface {name} has no IP addresses")
-    if len(addresses) > 1:
-        log.warning(
-            "Interface %s has more than 1 IPv4 address. Defaulting to using %s",
-            name,
-            addresses[0].ip,
-        )
-    _ensure_up(ctx.netlink, link)
-    return addresses[0]
-
-
-def _ensure_up(netlink: Netlink, link: LinkInfo) -> None:
-    if not link.up:
-        log.info("bridge %s was down; setting it up", link.name)
-        netlink.set_up(link.index)
-
-
 async def _configure_bridge(config: Config, kernel: KernelWorker) -> None:
-    if config.bip:
-        address = parse_cidr(config.bip)
-    else:
-        address = await _choose_address(config, kernel)
-    await kernel.call(_create_bridge, config.bridge_name, address)
+    address = config.bridge_address or await _choose_address(config, kernel)
+    try:
+        await kernel.call(bridges.create_bridge, config.bridge_name, address)
+    except bridges.BridgeSetupFailed as exc:
+        raise StartupError(str(exc)) from None
 
 
 async def _choose_address(config: Config, kernel: KernelWorker) -> IPv4Interface:
-    try:
-        with open(config.resolv_conf, encoding="utf-8", errors="replace") as f:
-            resolvers = nameservers(f.read())
-    except OSError as exc:  # Docker: a missing resolv.conf means no nameservers
-        log.info("not reading nameservers from %s: %s", config.resolv_conf, exc.strerror)
-        resolvers = []
-    routes = await kernel.call(lambda ctx: ctx.netlink.main_routes())
-    chosen, rejected = choose_bridge_address(resolvers, routes)
+    routes = await kernel.call(bridges.main_routes)
+    chosen, rejected = choose_bridge_address(_nameservers(config), routes)
     for rejection in rejected:
         log.info("bridge address %s rejected: %s", rejection.candidate, rejection.reason)
     if chosen is None:
@@ -162,31 +218,7 @@ async def _choose_address(config: Config, kernel: KernelWorker) -> IPv4Interface
     return chosen
 
 
-def _create_bridge(ctx: KernelContext, name: str, address: IPv4Interface) -> None:
-    """Create the bridge (an address-less existing one is reused), address it, set it up."""
-    netlink = ctx.netlink
-    netlink.create_bridge(name, random_mac())
-    link = netlink.link(name)
-    if link is None:
-        raise StartupError(f"{name}: no such network interface after creating it")
-    try:
-        netlink.add_address(link.index, address)
-    except OSError as exc:
-        raise StartupError(f"Unable to add private network: {exc}") from exc
-    try:
-        netlink.set_up(link.index)
-    except OSError as exc:
-        raise StartupError(f"Unable to start network bridge: {exc}") from exc
-
-
 async def _default_mtu(kernel: KernelWorker) -> int:
     """Docker's --mtu 0: the default route interface's MTU, or 1500 without one."""
-    mtu: int | None = await kernel.call(lambda ctx: ctx.netlink.default_route_mtu())
+    mtu: int | None = await kernel.call(bridges.default_route_mtu)
     return mtu or DEFAULT_MTU
-
-
-def _enable_ip_forward(ctx: KernelContext) -> None:
-    try:
-        enable_ip_forward()
-    except OSError as exc:
-        log.warning("WARNING: unable to enable IPv4 forwarding: %s", exc)

@@ -112,6 +112,76 @@ class Conflict(ApiError):
     name = "conflict"
 
 
+class UnknownNetwork(ApiError):
+    code = 1011
+    name = "unknown_network"
+
+    def __init__(self, network: str) -> None:
+        super().__init__(f"network {network} not found", network=network)
+
+
+class NetworkExists(ApiError):
+    """Docker's messages: a name taken, or the predefined ``bridge``."""
+
+    code = 1012
+    name = "network_exists"
+
+
+class NetworkInUse(ApiError):
+    code = 1013
+    name = "network_in_use"
+
+    def __init__(self, network: str, network_id: str, endpoints: int) -> None:
+        super().__init__(
+            f"error while removing network: network {network} id {network_id} has active "
+            f"endpoints ({endpoints})",
+            network=network,
+            endpoints=endpoints,
+        )
+
+
+class PoolOverlap(ApiError):
+    code = 1014
+    name = "pool_overlap"
+
+    def __init__(self, subnet: str, other: str) -> None:
+        super().__init__(
+            "Pool overlaps with other one on this address space",
+            subnet=subnet,
+            network=other,
+        )
+
+
+class NoFreeSubnet(ApiError):
+    code = 1015
+    name = "no_free_subnet"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "could not find an available, non-overlapping IPv4 address pool among the defaults "
+            "to assign to the network"
+        )
+
+
+class NetworkInternal(ApiError):
+    code = 1016
+    name = "network_internal"
+
+    def __init__(self, network: str) -> None:
+        super().__init__(
+            f"network {network} is internal: it has no route out and publishes no ports",
+            network=network,
+        )
+
+
+class PredefinedNetwork(ApiError):
+    code = 1017
+    name = "predefined_network"
+
+    def __init__(self, network: str) -> None:
+        super().__init__(f"{network} is a pre-defined network and cannot be removed")
+
+
 #: Every application error class, in code order (documented in docs/API.md and OpenRPC).
 APPLICATION_ERRORS: tuple[type[ApiError], ...] = (
     IpAlreadyAllocated,
@@ -124,6 +194,13 @@ APPLICATION_ERRORS: tuple[type[ApiError], ...] = (
     FirewallFailed,
     NetworkDisabled,
     Conflict,
+    UnknownNetwork,
+    NetworkExists,
+    NetworkInUse,
+    PoolOverlap,
+    NoFreeSubnet,
+    NetworkInternal,
+    PredefinedNetwork,
 )
 
 #: The protocol-level JSON-RPC codes and the names we give them in ``data.error``.

@@ -14,9 +14,9 @@ import logging
 from ipaddress import IPv4Address
 
 from .errors import FirewallFailed, InvalidParams
-from .kernel.firewall import FirewallError
 from .kernel.worker import KernelWorker
-from .rules import Rule, link_rules
+from .network import Link
+from .rules import link_rules
 
 log = logging.getLogger("dockernetd.links")
 
@@ -32,55 +32,51 @@ def parse_port(text: str) -> tuple[str, int]:
     return proto or "tcp", port
 
 
-LinkKey = tuple[IPv4Address, IPv4Address, str, int]  # parent, child, proto, port
-
-
 class Links:
-    def __init__(self, bridge: str, kernel: KernelWorker) -> None:
-        self.bridge = bridge
+    """The active links of every network (each link's rules use its network's bridge)."""
+
+    def __init__(self, kernel: KernelWorker) -> None:
         self._kernel = kernel
-        self.active: set[LinkKey] = set()
+        self.active: dict[Link, None] = {}  # an ordered set
 
     async def link(
         self,
-        action: str,
+        network: str,
+        bridge: str,
+        adding: bool,
         parent: IPv4Address,
         child: IPv4Address,
         ports: list[str],
         ignore_errors: bool,
-    ) -> list[LinkKey]:
+    ) -> list[Link]:
         """Add or remove the rules of every port; the links that changed (2 rules each)."""
-        adding = action in ADD_ACTIONS
         parsed = [parse_port(p) for p in ports]  # all checked before any change
         changed = []
         for proto, port in parsed:
-            key = (parent, child, proto, port)
-            if adding and key in self.active:
+            link = Link(network, parent, child, proto, port)
+            if adding and link in self.active:
                 continue  # already linked: adding again must not duplicate the rules
-            pair = link_rules(self.bridge, parent, child, proto, port)
+            pair = link_rules(bridge, link)
             try:
-                await self._apply(pair, adding)
-            except FirewallError as exc:
+                # inserted to-child first, so the reply rule ends up above it, as Docker's -I
+                if adding:
+                    await self._kernel.change_rules(insert=pair)
+                else:
+                    await self._kernel.change_rules(delete=pair)
+            except FirewallFailed as exc:
                 if not ignore_errors:
-                    raise FirewallFailed(f"iptables: {exc}", port=f"{port}/{proto}") from exc
+                    raise FirewallFailed(exc.message, port=f"{port}/{proto}") from exc
+                action = "add" if adding else "remove"
                 log.info(
                     "link %s %s -> %s %d/%s skipped: %s", action, parent, child, port, proto, exc
                 )
                 continue
             if adding:
-                self.active.add(key)
+                self.active[link] = None
             else:
-                self.active.discard(key)
-            changed.append(key)
+                self.active.pop(link, None)
+            changed.append(link)
         return changed
 
-    def rules(self) -> list[Rule]:
-        """Every rule of the active links (what the firewall should hold for them)."""
-        return [r for key in self.active for r in link_rules(self.bridge, *key)]
-
-    async def _apply(self, pair: tuple[Rule, Rule], adding: bool) -> None:
-        # inserted to-child first, so the reply rule ends up above it, as with Docker's -I
-        if adding:
-            await self._kernel.change_rules(insert=pair)
-        else:
-            await self._kernel.change_rules(delete=pair)
+    def of(self, network: str) -> list[Link]:
+        return [link for link in self.active if link.network == network]

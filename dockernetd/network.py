@@ -1,9 +1,14 @@
-"""The bridge network once it is up: who holds which address.
+"""One network: its settings, its addresses and the endpoints of the containers on it.
 
-This is the pure half of Docker 1.4's bridge driver handlers: given the bridge
-address that ``init_networkdriver`` found or made, it hands out and takes back
-container interfaces.  Nothing here touches the kernel, so it is tested
-without root and it is atomic under trio (no ``await`` inside a change).
+This is the pure half of a bridge network.  :class:`NetworkSpec` is what a
+network *is* (the flags' default network ``bridge``, or what ``network_create``
+was given and chose), recorded and restored as it is; :class:`Network` is what
+it *holds* at run time: the address allocator and the endpoints.  Nothing here
+touches the kernel, so it is tested without root, and every change is atomic
+under trio (no ``await`` inside one).
+
+:class:`PortMapping` is the one shape of a published port, from the RPC edge to
+the firewall rules, the proxy and the state file.
 """
 
 from __future__ import annotations
@@ -16,123 +21,172 @@ from .errors import Conflict, UnknownContainer
 from .ipam import IpAllocator
 from .netutil import mac_for_ip
 
-
-@dataclass(frozen=True)
-class Bridge:
-    """The bridge as init_networkdriver left it."""
-
-    name: str
-    address: IPv4Interface  # the bridge's own IP with the network prefix: the gateway
-    mtu: int  # what containers should use on their veth (--mtu, or the default route's)
+DEFAULT_NETWORK = "bridge"
 
 
 @dataclass(frozen=True)
 class PortMapping:
-    host_ip: str
+    """A published port: ``host_ip:host_port/proto`` -> the container's ``container_port``."""
+
+    host_ip: IPv4Address
     host_port: int
     proto: str
     container_port: int
 
     def public(self) -> dict[str, Any]:
         return {
-            "host_ip": self.host_ip,
+            "host_ip": str(self.host_ip),
             "host_port": self.host_port,
             "proto": self.proto,
             "container_port": self.container_port,
         }
 
 
+@dataclass(frozen=True)
+class Link:
+    """A parent container reaching a child's port on one network (Docker's ``--link``)."""
+
+    network: str
+    parent: IPv4Address
+    child: IPv4Address
+    proto: str
+    port: int
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "network": self.network,
+            "parent": str(self.parent),
+            "child": str(self.child),
+            "proto": self.proto,
+            "port": self.port,
+        }
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A network's settings, fixed when it is created (or, for ``bridge``, at boot)."""
+
+    name: str
+    id: str  # 64 hex digits
+    bridge: str  # the bridge device
+    gateway: IPv4Interface  # the bridge's address, with the subnet's prefix
+    ip_range: IPv4Network | None  # container addresses come only from here (--fixed-cidr)
+    internal: bool
+    icc: bool
+    ip_masq: bool
+    mtu: int
+    host_binding_ip: IPv4Address  # where ports are published when no host_ip is given
+
+    @property
+    def subnet(self) -> IPv4Network:
+        return self.gateway.network
+
+    @property
+    def is_default(self) -> bool:
+        return self.name == DEFAULT_NETWORK
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "id": self.id,
+            "bridge": self.bridge,
+            "subnet": str(self.subnet),
+            "gateway": str(self.gateway.ip),
+            "ip_range": str(self.ip_range) if self.ip_range else None,
+            "internal": self.internal,
+            "icc": self.icc,
+            "ip_masq": self.ip_masq,
+            "mtu": self.mtu,
+            "host_binding_ip": str(self.host_binding_ip),
+        }
+
+
 @dataclass
-class Interface:
+class Endpoint:
+    """A container's interface on one network, and the ports published through it."""
+
     container_id: str
+    network: str
     ip: IPv4Address
     mac_address: str
     ports: list[PortMapping] = field(default_factory=list)
 
 
-class BridgeNetwork:
-    """Container interfaces on one bridge, allocated in Docker 1.4's order."""
+class Network:
+    """The endpoints of one network, addressed in Docker 1.4's order (see :mod:`ipam`).
 
-    def __init__(self, bridge: Bridge, fixed_cidr: IPv4Network | None = None) -> None:
-        self.bridge = bridge
-        self.pool = fixed_cidr or bridge.address.network  # where container addresses come from
-        self.ips = IpAllocator(bridge.address, fixed_cidr)
-        self.interfaces: dict[str, Interface] = {}
+    ``BadSubnet`` (a ValueError) if ``spec.ip_range`` does not fit the subnet.
+    """
 
-    def allocate_interface(
+    def __init__(self, spec: NetworkSpec) -> None:
+        self.spec = spec
+        self.ips = IpAllocator(spec.gateway, spec.ip_range)
+        self.endpoints: dict[str, Endpoint] = {}  # by container id, oldest first
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def join(
         self,
         container_id: str,
         requested_ip: IPv4Address | None = None,
         requested_mac: str | None = None,
-    ) -> dict[str, Any]:
-        """An address and MAC for a container; the same id again gets the same answer."""
-        held = self.interfaces.get(container_id)
+    ) -> tuple[Endpoint, bool]:
+        """The container's endpoint, and whether it is new; the same request again is a no-op."""
+        held = self.endpoints.get(container_id)
         if held is not None:
-            self._check_same_request(held, requested_ip, requested_mac)
-            return self.describe(held)
+            _check_same_request(held, requested_ip, requested_mac)
+            return held, False
         ip = self.ips.request(requested_ip)
-        iface = Interface(
-            container_id=container_id,
-            ip=ip,
-            mac_address=requested_mac or mac_for_ip(ip),
-        )
-        self.interfaces[container_id] = iface
-        return self.describe(iface)
+        endpoint = Endpoint(container_id, self.name, ip, requested_mac or mac_for_ip(ip))
+        self.endpoints[container_id] = endpoint
+        return endpoint, True
 
-    def interface(self, container_id: str, *, releasing: bool = False) -> Interface:
+    def endpoint(self, container_id: str, *, releasing: bool = False) -> Endpoint:
         try:
-            return self.interfaces[container_id]
+            return self.endpoints[container_id]
         except KeyError:
             raise UnknownContainer(container_id, releasing=releasing) from None
 
-    def release_interface(self, container_id: str) -> Interface:
+    def leave(self, container_id: str) -> Endpoint:
         """Forget a container and free its address; its ports must be unmapped already."""
-        iface = self.interface(container_id, releasing=True)
-        del self.interfaces[container_id]
-        self.ips.release(iface.ip)
-        return iface
+        endpoint = self.endpoint(container_id, releasing=True)
+        del self.endpoints[container_id]
+        self.ips.release(endpoint.ip)
+        return endpoint
 
-    def describe(self, iface: Interface) -> dict[str, Any]:
-        address = self.bridge.address
+    def describe(self, endpoint: Endpoint) -> dict[str, Any]:
+        """allocate_interface's answer: what a runtime needs to wire the container in."""
+        spec = self.spec
         return {
-            "id": iface.container_id,
-            "ip": str(iface.ip),
-            "prefix_len": address.network.prefixlen,
-            "mask": str(address.netmask),
-            "gateway": str(address.ip),
-            "mac_address": iface.mac_address,
-            "bridge": self.bridge.name,
-            "mtu": self.bridge.mtu,
+            "id": endpoint.container_id,
+            "ip": str(endpoint.ip),
+            "prefix_len": spec.subnet.prefixlen,
+            "mask": str(spec.gateway.netmask),
+            "gateway": str(spec.gateway.ip),
+            "mac_address": endpoint.mac_address,
+            "bridge": spec.bridge,
+            "mtu": spec.mtu,
         }
 
-    def list_interfaces(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "id": iface.container_id,
-                "ip": str(iface.ip),
-                "mac_address": iface.mac_address,
-                "ports": [p.public() for p in iface.ports],
-            }
-            for iface in self.interfaces.values()
-        ]
-
     def port_mapping_count(self) -> int:
-        return sum(len(iface.ports) for iface in self.interfaces.values())
+        return sum(len(endpoint.ports) for endpoint in self.endpoints.values())
 
-    @staticmethod
-    def _check_same_request(
-        held: Interface, requested_ip: IPv4Address | None, requested_mac: str | None
-    ) -> None:
-        if requested_ip is not None and requested_ip != held.ip:
-            raise Conflict(
-                f"container {held.container_id} already has ip {held.ip}, not {requested_ip}",
-                id=held.container_id,
-                ip=str(held.ip),
-            )
-        if requested_mac is not None and requested_mac != held.mac_address:
-            raise Conflict(
-                f"container {held.container_id} already has mac address {held.mac_address}, "
-                f"not {requested_mac}",
-                id=held.container_id,
-                mac_address=held.mac_address,
-            )
+
+def _check_same_request(
+    held: Endpoint, requested_ip: IPv4Address | None, requested_mac: str | None
+) -> None:
+    if requested_ip is not None and requested_ip != held.ip:
+        raise Conflict(
+            f"container {held.container_id} already has ip {held.ip}, not {requested_ip}",
+            id=held.container_id,
+            ip=str(held.ip),
+        )
+    if requested_mac is not None and requested_mac != held.mac_address:
+        raise Conflict(
+            f"container {held.container_id} already has mac address {held.mac_address}, "
+            f"not {requested_mac}",
+            id=held.container_id,
+            mac_address=held.mac_address,
+        )

@@ -15,16 +15,15 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any
 
 import trio
 
-from .errors import FirewallFailed, ProxyFailed
-from .kernel.firewall import FirewallError
-from .kernel.worker import KernelContext, KernelWorker
-from .network import Interface, PortMapping
+from .errors import ProxyFailed
+from .kernel.conntrack import forget_udp
+from .kernel.worker import KernelWorker
+from .network import Endpoint, PortMapping
 from .ports import PortAllocator
 from .proxy import Proxy, ProxyError, ProxySupervisor
 from .rules import Rule, mapping_rules
@@ -33,40 +32,34 @@ log = logging.getLogger("dockernetd.portmapper")
 
 MAX_ALLOCATED_PORT_ATTEMPTS = 10
 
+PortKey = tuple[IPv4Address, int, str]  # a host port: address, number, protocol
 
-@dataclass(frozen=True)
-class _Key:
-    host_ip: str
-    host_port: int
-    proto: str
+
+def _key(mapping: PortMapping) -> PortKey:
+    return mapping.host_ip, mapping.host_port, mapping.proto
 
 
 class PortMapper:
-    def __init__(
-        self,
-        bridge: str,
-        kernel: KernelWorker,
-        proxies: ProxySupervisor,
-        *,
-        iptables: bool,
-    ) -> None:
-        self.bridge = bridge
+    """The host's published ports, over every network (a host port is the host's, once)."""
+
+    def __init__(self, kernel: KernelWorker, proxies: ProxySupervisor, *, iptables: bool) -> None:
         self.ports = PortAllocator()
         self._kernel = kernel
         self._proxies = proxies
         self.iptables = iptables
-        self._running: dict[_Key, tuple[Proxy, PortMapping]] = {}
+        self._running: dict[PortKey, tuple[Proxy, PortMapping]] = {}
 
     async def map(
         self,
-        iface: Interface,
+        bridge: str,
+        endpoint: Endpoint,
         proto: str,
         host_ip: IPv4Address,
         ports: Sequence[tuple[int, int]],
         *,
         with_rules: bool = True,
     ) -> list[PortMapping]:
-        """Publish each (host port, container port) of ``ports`` for ``iface``, all or nothing.
+        """Publish each (host port, container port) of ``ports`` for ``endpoint``, all or nothing.
 
         A host port of 0 is dynamic.  Every host port is taken and its proxy bound
         first; then the rules of them all go in as one commit per table.
@@ -75,23 +68,23 @@ class PortMapper:
         """
         async with contextlib.AsyncExitStack() as undo:
             bound = [
-                await self._bind(iface, proto, host_ip, host_port, container_port, undo)
+                await self._bind(endpoint, proto, host_ip, host_port, container_port, undo)
                 for host_port, container_port in ports
             ]
             mappings = [mapping for mapping, _ in bound]
             if self.iptables and with_rules:
                 if proto == "udp":  # a remapped port must not keep its old flows
-                    await self._kernel.call(_forget_udp, host_ip, [m.host_port for m in mappings])
-                await self._change_rules(insert=self._rules_of(iface, mappings))
+                    await self._kernel.call(forget_udp, host_ip, [m.host_port for m in mappings])
+                await self._kernel.change_rules(insert=_rules_of(bridge, endpoint, mappings))
             for mapping, proxy in bound:
-                self._running[_Key(mapping.host_ip, mapping.host_port, proto)] = (proxy, mapping)
-                iface.ports.append(mapping)
+                self._running[_key(mapping)] = (proxy, mapping)
+                endpoint.ports.append(mapping)
             undo.pop_all()
             return mappings
 
     async def _bind(
         self,
-        iface: Interface,
+        endpoint: Endpoint,
         proto: str,
         host_ip: IPv4Address,
         host_port: int,
@@ -105,48 +98,40 @@ class PortMapper:
         """
         attempts = 1 if host_port else MAX_ALLOCATED_PORT_ATTEMPTS
         for attempt in range(1, attempts + 1):
-            port = self.ports.request(str(host_ip), proto, host_port)
+            port = self.ports.request(host_ip, proto, host_port)
+            mapping = PortMapping(host_ip, port, proto, container_port)
             try:
-                proxy = await self._proxies.start(proto, host_ip, port, iface.ip, container_port)
+                proxy = await self._proxies.start(mapping, endpoint.ip)
             except ProxyError as exc:
-                self.ports.release(str(host_ip), proto, port)
+                self.ports.release(host_ip, proto, port)
                 failure = ProxyFailed(f"Error starting userland proxy: {exc}")
                 if host_port:
                     log.info("Failed to allocate and map port %d: %s", host_port, exc)
                 else:
                     log.info("Failed to allocate and map port: %s, retry: %d", exc, attempt)
                 continue
-            undo.callback(self.ports.release, str(host_ip), proto, port)
+            undo.callback(self.ports.release, host_ip, proto, port)
             undo.push_async_callback(_shielded, proxy.stop)
-            return PortMapping(str(host_ip), port, proto, container_port), proxy
+            return mapping, proxy
         raise failure
 
-    async def unmap(self, iface: Interface, mappings: Sequence[PortMapping]) -> None:
+    async def unmap(self, bridge: str, endpoint: Endpoint, mappings: Sequence[PortMapping]) -> None:
         """Stop the proxies, delete the rules, free the ports; rule errors are only logged.
 
         All the rules go in one commit per table (a container's release is one
-        table rewrite, not one per port); if that fails, each rule is deleted on
-        its own, so one rule deleted behind our back does not keep the others.
+        table rewrite, not one per port); see KernelWorker.remove_rules.
         """
         for mapping in mappings:
-            proxy, _ = self._running.pop(_Key(mapping.host_ip, mapping.host_port, mapping.proto))
+            proxy, _ = self._running.pop(_key(mapping))
             await _shielded(proxy.stop)
         if self.iptables and mappings:
-            rules = self._rules_of(iface, mappings)
-            try:
-                await self._change_rules(delete=rules)
-            except FirewallFailed:
-                for rule in rules:
-                    try:
-                        await self._change_rules(delete=[rule])
-                    except FirewallFailed as exc:
-                        log.warning("Error on iptables delete: %s", exc.message)
+            await self._kernel.remove_rules(_rules_of(bridge, endpoint, mappings))
             for host_ip, ports in _udp_ports_by_address(mappings).items():
-                await self._kernel.call(_forget_udp, host_ip, ports)
+                await self._kernel.call(forget_udp, host_ip, ports)
         for mapping in mappings:
             self.ports.release(mapping.host_ip, mapping.proto, mapping.host_port)
         gone = set(mappings)  # a mapping's host address, port and proto are its own
-        iface.ports[:] = [mapping for mapping in iface.ports if mapping not in gone]
+        endpoint.ports[:] = [mapping for mapping in endpoint.ports if mapping not in gone]
 
     def running_proxies(self) -> int:
         return sum(proxy.running for proxy, _ in self._running.values())
@@ -157,54 +142,23 @@ class PortMapper:
 
     async def revive(self, mapping: PortMapping) -> None:
         """Start a stopped mapping's proxy again (verify --repair)."""
-        key = _Key(mapping.host_ip, mapping.host_port, mapping.proto)
-        old, _ = self._running[key]
-        proxy = await self._proxies.start(
-            old.proto, old.host_ip, old.host_port, old.container_ip, old.container_port
+        old, _ = self._running[_key(mapping)]
+        self._running[_key(mapping)] = (
+            await self._proxies.start(mapping, old.container_ip),
+            mapping,
         )
-        self._running[key] = (proxy, mapping)
 
-    def rules(self, interfaces: Iterable[Interface]) -> list[Rule]:
-        """Every rule of the mappings of ``interfaces`` (what the firewall should hold)."""
-        if not self.iptables:
-            return []
-        return [rule for iface in interfaces for rule in self._rules_of(iface, iface.ports)]
 
-    def _rules_of(self, iface: Interface, mappings: Iterable[PortMapping]) -> list[Rule]:
-        return [
-            rule
-            for m in mappings
-            for rule in mapping_rules(
-                self.bridge,
-                iface.container_id,
-                m.proto,
-                IPv4Address(m.host_ip),
-                m.host_port,
-                iface.ip,
-                m.container_port,
-            )
-        ]
-
-    async def _change_rules(self, insert: Sequence[Rule] = (), delete: Sequence[Rule] = ()) -> None:
-        try:
-            await self._kernel.change_rules(insert, delete)
-        except FirewallError as exc:
-            raise FirewallFailed(f"iptables: {exc}") from exc
+def _rules_of(bridge: str, endpoint: Endpoint, mappings: Iterable[PortMapping]) -> list[Rule]:
+    return [rule for m in mappings for rule in mapping_rules(bridge, endpoint, m)]
 
 
 def _udp_ports_by_address(mappings: Iterable[PortMapping]) -> dict[IPv4Address, list[int]]:
     ports: dict[IPv4Address, list[int]] = {}
     for m in mappings:
         if m.proto == "udp":
-            ports.setdefault(IPv4Address(m.host_ip), []).append(m.host_port)
+            ports.setdefault(m.host_ip, []).append(m.host_port)
     return ports
-
-
-def _forget_udp(ctx: KernelContext, host_ip: IPv4Address, host_ports: list[int]) -> None:
-    for host_port in host_ports:
-        forgotten = ctx.conntrack.forget_udp(host_ip, host_port)
-        if forgotten:
-            log.info("forgot %d udp conntrack entries of %s:%d", forgotten, host_ip, host_port)
 
 
 async def _shielded(fn: Callable[[], Awaitable[Any]]) -> None:

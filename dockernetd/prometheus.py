@@ -31,9 +31,9 @@ from prometheus_client.core import (
 from prometheus_client.exposition import choose_encoder
 
 from .errors import StartupError
+from .handlers import Service
 from .metrics import CommitTimes, ProxyCounts, RpcMetrics
 from .netutil import parse_host_port
-from .service import Service
 
 log = logging.getLogger("dockernetd.metrics")
 
@@ -107,24 +107,25 @@ class Collector:
         driver = self._service.driver
         in_use = GaugeMetricFamily(
             "dockernetd_addresses_in_use",
-            "Container addresses handed out, by bridge and pool",
-            labels=["bridge", "pool"],
+            "Container addresses handed out, by network, bridge and pool",
+            labels=["network", "bridge", "pool"],
         )
         free = GaugeMetricFamily(
             "dockernetd_addresses_free",
-            "Container addresses left, by bridge and pool",
-            labels=["bridge", "pool"],
+            "Container addresses left, by network, bridge and pool",
+            labels=["network", "bridge", "pool"],
         )
         mappings = GaugeMetricFamily(
             "dockernetd_port_mappings", "Published ports, by protocol", labels=["proto"]
         )
         links = proxies = 0
         if driver is not None:
-            network = driver.network
-            labels = [network.bridge.name, str(network.pool)]
-            in_use.add_metric(labels, len(network.interfaces))
-            free.add_metric(labels, network.ips.capacity - len(network.interfaces))
-            by_proto = Counter(m.proto for i in network.interfaces.values() for m in i.ports)
+            for network in driver.networks:
+                spec = network.spec
+                labels = [spec.name, spec.bridge, str(spec.ip_range or spec.subnet)]
+                in_use.add_metric(labels, len(network.endpoints))
+                free.add_metric(labels, network.ips.capacity - len(network.endpoints))
+            by_proto = Counter(m.proto for e in driver.networks.endpoints() for m in e.ports)
             for proto in ("tcp", "udp"):
                 mappings.add_metric([proto], by_proto[proto])
             links = len(driver.links.active)

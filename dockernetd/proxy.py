@@ -29,6 +29,7 @@ from typing import Any
 import trio
 
 from .metrics import ProxyCounts
+from .network import PortMapping
 
 log = logging.getLogger("dockernetd.proxy")
 
@@ -45,11 +46,8 @@ class ProxyError(Exception):
 
 @dataclass
 class Proxy:
-    proto: str
-    host_ip: IPv4Address
-    host_port: int
+    mapping: PortMapping
     container_ip: IPv4Address
-    container_port: int
     counts: ProxyCounts = field(default_factory=ProxyCounts, repr=False)
     _scope: trio.CancelScope = field(default_factory=trio.CancelScope, repr=False)
     _stopped: trio.Event = field(default_factory=trio.Event, repr=False)
@@ -60,23 +58,22 @@ class Proxy:
 
     @property
     def backend(self) -> tuple[str, int]:
-        return str(self.container_ip), self.container_port
+        return str(self.container_ip), self.mapping.container_port
 
     def bind(self) -> socket.socket:
-        kind = socket.SOCK_STREAM if self.proto == "tcp" else socket.SOCK_DGRAM
+        proto, host_ip, host_port = self.mapping.proto, self.mapping.host_ip, self.mapping.host_port
+        kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
         sock = socket.socket(socket.AF_INET, kind)
         try:
-            if self.proto == "tcp":  # as Go's net.Listen: rebind past TIME_WAIT
+            if proto == "tcp":  # as Go's net.Listen: rebind past TIME_WAIT
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((str(self.host_ip), self.host_port))
-            if self.proto == "tcp":
+            sock.bind((str(host_ip), host_port))
+            if proto == "tcp":
                 sock.listen(512)
         except OSError as exc:
             sock.close()
             reason = (exc.strerror or str(exc)).lower()
-            raise ProxyError(
-                f"listen {self.proto} {self.host_ip}:{self.host_port}: bind: {reason}"
-            ) from None
+            raise ProxyError(f"listen {proto} {host_ip}:{host_port}: bind: {reason}") from None
         sock.setblocking(False)
         return sock
 
@@ -88,12 +85,13 @@ class Proxy:
         try:
             with self._scope, tsock:
                 task_status.started()
-                if self.proto == "tcp":
+                if self.mapping.proto == "tcp":
                     await self._serve_tcp(tsock)
                 else:
                     await self._serve_udp(tsock)
         except Exception:  # one broken proxy must not take the daemon down; verify sees it
-            log.exception("proxy %s:%d/%s failed", self.host_ip, self.host_port, self.proto)
+            m = self.mapping
+            log.exception("proxy %s:%d/%s failed", m.host_ip, m.host_port, m.proto)
         finally:
             self._stopped.set()
 
@@ -195,16 +193,9 @@ class ProxySupervisor:
         self._nursery = nursery
         self.counts = ProxyCounts()  # of every proxy started here
 
-    async def start(
-        self,
-        proto: str,
-        host_ip: IPv4Address,
-        host_port: int,
-        container_ip: IPv4Address,
-        container_port: int,
-    ) -> Proxy:
+    async def start(self, mapping: PortMapping, container_ip: IPv4Address) -> Proxy:
         """Bind the host port (ProxyError if it cannot) and start relaying."""
-        proxy = Proxy(proto, host_ip, host_port, container_ip, container_port, self.counts)
+        proxy = Proxy(mapping, container_ip, self.counts)
         sock = proxy.bind()
         await self._nursery.start(proxy.serve, sock)
         return proxy

@@ -3,104 +3,137 @@
 Runs after init_networkdriver and before the socket is served (and READY=1):
 
 1. load the state file (lines that are torn or corrupt are dropped, with the reason);
-2. re-allocate every interface at its recorded address and MAC (one that no longer
-   fits the bridge network or ``--fixed-cidr`` is dropped, with the reason);
-3. re-take every published port and restart its proxy (a port some other process
+2. bring back every recorded network: its bridge as it was (one that now clashes with
+   the default network or cannot be made is dropped, with the reason);
+3. re-join every endpoint at its recorded address and MAC, oldest first (one that no
+   longer fits its network is dropped, with the reason);
+4. re-take every published port and restart its proxy (a port some other process
    took meanwhile is dropped, with the reason);
-4. make the firewall hold exactly the rules of what was kept: missing ones are
-   added, rules in the DOCKER chain or tagged ``dockernetd:`` that nothing owns are
-   deleted, nothing is duplicated; the rules that are already right are never
-   touched, so published ports keep forwarding across the restart;
-5. rewrite the state file with what was kept.
+5. make the firewall hold exactly the rules of what was kept: missing ones are
+   added, rules in the daemon's places that nothing owns are deleted, nothing is
+   duplicated; the rules that are already right are never touched, so published
+   ports keep forwarding across the restart;
+6. rewrite the state file with what was kept.
 """
 
 from __future__ import annotations
 
 import logging
-from ipaddress import IPv4Address
 
-from .driver import BridgeDriver
-from .errors import ApiError, StartupError
-from .kernel.firewall import FirewallError
-from .kernel.worker import KernelWorker
-from .links import parse_port
-from .netutil import parse_mac
+from .driver import Driver, restore_network
+from .errors import ApiError, FirewallFailed, StartupError
+from .kernel.firewall import Firewall
+from .network import Network, NetworkSpec
 from .proxy import ProxyError
-from .rules import Rule
-from .state import Snapshot, StateLog
+from .rules import owned_rules
+from .state import Joined, Linked, NetworkCreated, Published, Snapshot, StateLog
 
 log = logging.getLogger("dockernetd.restore")
 
 
-async def restore(driver: BridgeDriver, state: StateLog, kernel: KernelWorker) -> Snapshot:
+async def restore(driver: Driver, state: StateLog) -> Snapshot:
     """Bring the recorded state back; the snapshot of what was kept."""
     for problem in state.load():
         log.warning("state: %s", problem)
     recorded = state.snapshot
     kept = Snapshot()
-    network = driver.network
-    for container, iface in recorded.interfaces.items():
-        try:
-            network.allocate_interface(container, IPv4Address(iface["ip"]), parse_mac(iface["mac"]))
-        except (ApiError, ValueError) as exc:
-            log.warning("state: interface %s (%s) dropped: %s", container, iface["ip"], _why(exc))
-            continue
-        kept.apply({"t": "iface", "id": container, **iface})
-    for mapping in recorded.ports.values():
-        described = f"{mapping['host_ip']}:{mapping['host_port']}/{mapping['proto']}"
-        held = network.interfaces.get(mapping["id"])
-        if held is None:
-            log.warning(
-                "state: port %s dropped: its container %s is gone", described, mapping["id"]
-            )
-            continue
-        try:
-            await driver.mapper.map(
-                held,
-                mapping["proto"],
-                IPv4Address(mapping["host_ip"]),
-                [(int(mapping["host_port"]), int(mapping["container_port"]))],
-                with_rules=False,
-            )
-        except (ApiError, ProxyError, ValueError) as exc:
-            log.warning("state: port %s dropped: %s", described, _why(exc))
-            continue
-        kept.apply({"t": "port", **mapping})
-    for link in recorded.links.values():
-        try:
-            proto, port = parse_port(f"{link['port']}/{link['proto']}")
-            key = (IPv4Address(link["parent"]), IPv4Address(link["child"]), proto, port)
-        except (ApiError, ValueError) as exc:
-            log.warning("state: link %s dropped: %s", link, _why(exc))
-            continue
-        driver.links.active.add(key)
-        kept.apply({"t": "link", **link})
+    for spec in recorded.networks.values():
+        if await _restore_network(driver, spec):
+            kept.apply(NetworkCreated(spec))
+    for joined in recorded.endpoints.values():
+        if _rejoin(driver, joined):
+            kept.apply(joined)
+    for published in recorded.ports.values():
+        if await _republish(driver, published):
+            kept.apply(published)
+    for link in recorded.links:
+        if link.network in driver.networks:
+            driver.links.active[link] = None
+            kept.apply(Linked(link))
+        else:
+            log.warning("state: link %s dropped: its network is gone", link.public())
     if driver.mapper.iptables:  # without: published ports are proxies only, no rules
-        await _reconcile_firewall(driver, kernel)
+        await _reconcile_firewall(driver)
     state.rewrite(kept)
     log.info(
-        "state: restored %d interfaces, %d ports, %d links",
-        len(kept.interfaces),
+        "state: restored %d networks, %d interfaces, %d ports, %d links",
+        len(kept.networks),
+        len(kept.endpoints),
         len(kept.ports),
         len(kept.links),
     )
     return kept
 
 
-async def _reconcile_firewall(driver: BridgeDriver, kernel: KernelWorker) -> None:
-    desired: list[Rule] = [
-        *driver.mapper.rules(driver.network.interfaces.values()),
-        *driver.links.rules(),
-    ]
+async def _restore_network(driver: Driver, spec: NetworkSpec) -> bool:
+    networks = driver.networks
+    clash = (
+        f"network {spec.name} exists already"
+        if spec.name in networks
+        else f"bridge {spec.bridge} is network {other.name}'s"
+        if (other := networks.on_bridge(spec.bridge))
+        else f"subnet {spec.subnet} overlaps network {other.name}"
+        if (other := networks.overlapping(spec.subnet))
+        else None
+    )
+    if clash is not None:
+        log.warning("state: network %s dropped: %s", spec.name, clash)
+        return False
     try:
-        added, removed = await kernel.call(lambda ctx: ctx.firewall.reconcile(desired))
-    except FirewallError as exc:
-        raise StartupError(f"Unable to reconcile iptables: {exc}") from exc
+        network = Network(spec)
+        await restore_network(driver, spec)
+    except (ValueError, OSError) as exc:
+        log.warning("state: network %s dropped: %s", spec.name, exc)
+        return False
+    networks.add(network)
+    return True
+
+
+def _rejoin(driver: Driver, joined: Joined) -> bool:
+    described = f"interface {joined.container_id} ({joined.ip}) on {joined.network}"
+    try:
+        network = driver.networks.get(joined.network)
+        driver.networks.join(network, joined.container_id, joined.ip, joined.mac_address)
+    except ApiError as exc:
+        log.warning("state: %s dropped: %s", described, exc.message)
+        return False
+    return True
+
+
+async def _republish(driver: Driver, published: Published) -> bool:
+    m = published.mapping
+    described = f"port {m.host_ip}:{m.host_port}/{m.proto}"
+    network = (
+        driver.networks.get(published.network) if published.network in driver.networks else None
+    )
+    endpoint = network.endpoints.get(published.container_id) if network else None
+    if network is None or endpoint is None:
+        log.warning(
+            "state: %s dropped: its container %s is gone", described, published.container_id
+        )
+        return False
+    try:
+        await driver.mapper.map(
+            network.spec.bridge,
+            endpoint,
+            m.proto,
+            m.host_ip,
+            [(m.host_port, m.container_port)],
+            with_rules=False,
+        )
+    except (ApiError, ProxyError) as exc:
+        log.warning("state: %s dropped: %s", described, exc)
+        return False
+    return True
+
+
+async def _reconcile_firewall(driver: Driver) -> None:
+    desired = owned_rules(driver.networks, driver.links.active)
+    try:
+        added, removed = await driver.kernel.firewall(Firewall.reconcile, desired)
+    except FirewallFailed as exc:  # "Unable to reconcile iptables: <why>"
+        raise StartupError(f"Unable to reconcile {exc.message}") from exc
     for rule in added:
         log.info("firewall: re-added %s", rule.save_line())
     for line in removed:
         log.info("firewall: removed %s (nothing owns it)", line)
-
-
-def _why(exc: Exception) -> str:
-    return exc.message if isinstance(exc, ApiError) else str(exc)

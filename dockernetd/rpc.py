@@ -32,9 +32,9 @@ from oslash.either import Left, Right
 
 from .api import METHODS, Method, check_params, openrpc_document
 from .errors import PROTOCOL_ERROR_NAMES, ApiError, InvalidParams
+from .handlers import Service
 from .jobs import Job, Peer, run_job
 from .metrics import RpcMetrics
-from .service import Service
 
 log = logging.getLogger("dockernetd.rpc")
 

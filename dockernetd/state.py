@@ -1,16 +1,19 @@
 """The durable record of what the daemon handed out, so a restart loses nothing.
 
-Theory of operation: every committed change (an interface, a port mapping, a
-link, and their removals) is one line appended to ``state.jsonl`` and made
-durable (``fdatasync``) before the client is answered.  A line is
-``<crc32 hex> <json>``, so a torn or corrupted line is recognised and dropped
-at load, never half-applied.  The file lives under ``/run/dockernetd``: tmpfs,
-the same lifetime as the bridge and the rules it describes, so a reboot starts
-clean.  When the log has grown to several times the live entries, it is
-compacted: the live entries are written to a new file, fsync'd, and renamed over
+Theory of operation: every committed change (a network, an endpoint, a port
+mapping, a link, and their removals: one typed record each, below) is one
+line appended to ``state.jsonl`` and made durable (``fdatasync``) before the
+client is answered.  A line is ``<crc32 hex> <json>``, so a torn or corrupted
+line is recognised and dropped at load, never half-applied.  The file lives
+under ``/run/dockernetd``: tmpfs, the same lifetime as the bridge and the rules
+it describes, so a reboot starts clean.  When the log has grown to several
+times the live entries, it is compacted: the live entries are written to a new
+file, fsync'd, and renamed over
 the old one (atomic), so a crash at any moment leaves either file whole.
 
 :class:`Snapshot` is the pure part: the state a sequence of records produces.
+Handlers write records and restore reads them through the same types; only
+:func:`to_json` and :func:`from_json` know the JSON.
 """
 
 from __future__ import annotations
@@ -20,7 +23,11 @@ import logging
 import os
 import zlib
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
 from typing import Any
+
+from .netutil import parse_cidr, parse_ipv4, parse_mac
+from .network import DEFAULT_NETWORK, Link, NetworkSpec, PortMapping
 
 log = logging.getLogger("dockernetd.state")
 
@@ -29,92 +36,219 @@ COMPACT_MIN_LINES = 1000
 COMPACT_RATIO = 4
 
 
+@dataclass(frozen=True)
+class NetworkCreated:
+    spec: NetworkSpec
+
+
+@dataclass(frozen=True)
+class NetworkDeleted:
+    name: str
+
+
+@dataclass(frozen=True)
+class Joined:
+    """A container's endpoint on a network, at its address and MAC."""
+
+    network: str
+    container_id: str
+    ip: IPv4Address
+    mac_address: str
+
+
+@dataclass(frozen=True)
+class Left:
+    """An endpoint released, with every port published through it."""
+
+    network: str
+    container_id: str
+
+
+@dataclass(frozen=True)
+class Published:
+    network: str
+    container_id: str
+    mapping: PortMapping
+
+
+@dataclass(frozen=True)
+class Linked:
+    link: Link
+
+
+@dataclass(frozen=True)
+class Unlinked:
+    link: Link
+
+
+Record = NetworkCreated | NetworkDeleted | Joined | Left | Published | Linked | Unlinked
+
+
+def to_json(record: Record) -> dict[str, Any]:
+    """A record as the line's JSON object (``t`` says which)."""
+    match record:
+        case NetworkCreated(spec):
+            return {"t": "net", **spec.public(), "gateway": str(spec.gateway)}
+        case NetworkDeleted(name):
+            return {"t": "netdel", "name": name}
+        case Joined(network, container, ip, mac):
+            return {"t": "iface", "network": network, "id": container, "ip": str(ip), "mac": mac}
+        case Left(network, container):
+            return {"t": "release", "network": network, "id": container}
+        case Published(network, container, mapping):
+            return {"t": "port", "network": network, "id": container, **mapping.public()}
+        case Linked(link):
+            return {"t": "link", **link.public()}
+        case Unlinked(link):
+            return {"t": "unlink", **link.public()}
+
+
+def from_json(obj: dict[str, Any]) -> Record:
+    """The record of a line's JSON; KeyError, ValueError or TypeError if malformed.
+
+    Records written before networks existed have no ``network``: they are of ``bridge``.
+    """
+    kind = obj["t"]
+    network = _text(obj.get("network", DEFAULT_NETWORK))
+    if kind == "net":
+        return NetworkCreated(
+            NetworkSpec(
+                name=_text(obj["name"]),
+                id=_text(obj["id"]),
+                bridge=_text(obj["bridge"]),
+                gateway=parse_cidr(_text(obj["gateway"])),
+                ip_range=IPv4Network(_text(obj["ip_range"])) if obj["ip_range"] else None,
+                internal=_flag(obj["internal"]),
+                icc=_flag(obj["icc"]),
+                ip_masq=_flag(obj["ip_masq"]),
+                mtu=_number(obj["mtu"]),
+                host_binding_ip=parse_ipv4(_text(obj["host_binding_ip"])),
+            )
+        )
+    if kind == "netdel":
+        return NetworkDeleted(_text(obj["name"]))
+    if kind == "iface":
+        ip, mac = parse_ipv4(_text(obj["ip"])), parse_mac(_text(obj["mac"]))
+        return Joined(network, _text(obj["id"]), ip, mac)
+    if kind == "release":
+        return Left(network, _text(obj["id"]))
+    if kind == "port":
+        mapping = PortMapping(
+            parse_ipv4(_text(obj["host_ip"])),
+            _port(obj["host_port"]),
+            _proto(obj["proto"]),
+            _port(obj["container_port"]),
+        )
+        return Published(network, _text(obj["id"]), mapping)
+    if kind in ("link", "unlink"):
+        link = Link(
+            network,
+            parse_ipv4(_text(obj["parent"])),
+            parse_ipv4(_text(obj["child"])),
+            _proto(obj["proto"]),
+            _port(obj["port"]),
+        )
+        return Linked(link) if kind == "link" else Unlinked(link)
+    raise ValueError(f"unknown record type {kind!r}")
+
+
+PortKey = tuple[IPv4Address, int, str]  # host address, host port, protocol: unique per host
+
+
 @dataclass
 class Snapshot:
-    """Interfaces, port mappings and links, as the records so far describe them."""
+    """Networks, endpoints, published ports and links, as the records so far describe them.
 
-    interfaces: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> {ip, mac}
-    ports: dict[str, dict[str, Any]] = field(default_factory=dict)  # "ip:port/proto" -> mapping
-    links: dict[str, dict[str, Any]] = field(default_factory=dict)  # "parent>child:port/proto"
+    Dicts keep insertion order: a container's endpoints come back oldest first.
+    """
 
-    def apply(self, record: dict[str, Any]) -> None:
-        """One record; KeyError/ValueError/TypeError if it is not a well-formed record."""
-        kind = record["t"]
-        if kind == "iface":
-            self.interfaces[_text(record, "id")] = {
-                "ip": _text(record, "ip"),
-                "mac": _text(record, "mac"),
-            }
-        elif kind == "release":
-            container = _text(record, "id")
-            self.interfaces.pop(container, None)
-            self.ports = {k: p for k, p in self.ports.items() if p["id"] != container}
-        elif kind == "port":
-            mapping = {
-                k: record[k] for k in ("id", "host_ip", "host_port", "proto", "container_port")
-            }
-            self.ports[port_key(mapping)] = mapping
-        elif kind == "unport":
-            self.ports.pop(port_key(record), None)
-        elif kind == "link":
-            self.links[link_key(record)] = {
-                k: record[k] for k in ("parent", "child", "proto", "port")
-            }
-        elif kind == "unlink":
-            self.links.pop(link_key(record), None)
-        else:
-            raise ValueError(f"unknown record type {kind!r}")
+    networks: dict[str, NetworkSpec] = field(default_factory=dict)
+    endpoints: dict[tuple[str, str], Joined] = field(default_factory=dict)  # (network, id)
+    ports: dict[PortKey, Published] = field(default_factory=dict)
+    links: dict[Link, None] = field(default_factory=dict)  # an ordered set
 
-    def records(self) -> list[dict[str, Any]]:
-        """The fewest records that rebuild this snapshot."""
+    def apply(self, record: Record) -> None:
+        match record:
+            case NetworkCreated(spec):
+                self.networks[spec.name] = spec
+            case NetworkDeleted(name):
+                self.networks.pop(name, None)
+            case Joined(network, container):
+                self.endpoints[network, container] = record
+            case Left(network, container):
+                self.endpoints.pop((network, container), None)
+                self.ports = {
+                    key: port
+                    for key, port in self.ports.items()
+                    if (port.network, port.container_id) != (network, container)
+                }
+            case Published(_, _, m):
+                self.ports[m.host_ip, m.host_port, m.proto] = record
+            case Linked(link):
+                self.links[link] = None
+            case Unlinked(link):
+                self.links.pop(link, None)
+
+    def records(self) -> list[Record]:
+        """The fewest records that rebuild this snapshot, in an order that does."""
         return [
-            *({"t": "iface", "id": i, **v} for i, v in self.interfaces.items()),
-            *({"t": "port", **p} for p in self.ports.values()),
-            *({"t": "link", **lk} for lk in self.links.values()),
+            *map(NetworkCreated, self.networks.values()),
+            *self.endpoints.values(),
+            *self.ports.values(),
+            *map(Linked, self.links),
         ]
 
     def size(self) -> int:
-        return len(self.interfaces) + len(self.ports) + len(self.links)
+        return len(self.networks) + len(self.endpoints) + len(self.ports) + len(self.links)
 
 
-def port_key(mapping: dict[str, Any]) -> str:
-    return f"{mapping['host_ip']}:{int(mapping['host_port'])}/{_proto(mapping)}"
-
-
-def link_key(link: dict[str, Any]) -> str:
-    return f"{link['parent']}>{link['child']}:{int(link['port'])}/{_proto(link)}"
-
-
-def _proto(record: dict[str, Any]) -> str:
-    proto = record["proto"]
-    if proto not in ("tcp", "udp"):
-        raise ValueError(f"bad protocol {proto!r}")
-    return str(proto)
-
-
-def _text(record: dict[str, Any], name: str) -> str:
-    value = record[name]
+def _text(value: Any) -> str:
     if not isinstance(value, str):
-        raise TypeError(f"{name} is not a string")
+        raise TypeError(f"{value!r} is not a string")
     return value
 
 
-def encode(record: dict[str, Any]) -> bytes:
-    body = json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{value!r} is not true or false")
+    return value
+
+
+def _number(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{value!r} is not an integer")
+    return value
+
+
+def _port(value: Any) -> int:
+    port = _number(value)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"bad port {port}")
+    return port
+
+
+def _proto(value: Any) -> str:
+    if value not in ("tcp", "udp"):
+        raise ValueError(f"bad protocol {value!r}")
+    return str(value)
+
+
+def encode(record: Record) -> bytes:
+    body = json.dumps(to_json(record), separators=(",", ":"), sort_keys=True).encode()
     return b"%08x %s\n" % (zlib.crc32(body), body)
 
 
-def decode(line: bytes) -> dict[str, Any]:
+def decode(line: bytes) -> Record:
     """A record from one line; ValueError if the line is torn or corrupt."""
     if not line.endswith(b"\n"):
         raise ValueError("incomplete line (torn write)")
     crc, _, body = line.rstrip(b"\n").partition(b" ")
     if len(crc) != 8 or int(crc, 16) != zlib.crc32(body):
         raise ValueError("checksum mismatch")
-    record = json.loads(body)
-    if not isinstance(record, dict):
+    obj = json.loads(body)
+    if not isinstance(obj, dict):
         raise ValueError("not a record")
-    return record
+    return from_json(obj)
 
 
 class StateLog:
@@ -168,7 +302,7 @@ class StateLog:
         self._lines = snapshot.size()
         self.compactions += 1
 
-    def append(self, *records: dict[str, Any]) -> None:
+    def append(self, *records: Record) -> None:
         """Record committed changes durably, one write and one sync (the caller answers after).
 
         The snapshot takes them only once they are on disk: a failed write (OSError)

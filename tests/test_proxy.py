@@ -14,6 +14,7 @@ from ipaddress import IPv4Address
 import trio
 import trio.testing
 
+from dockernetd.network import PortMapping
 from dockernetd.proxy import UDP_CONNTRACK_TIMEOUT, ProxySupervisor
 
 LOOPBACK = "127.0.0.1"
@@ -54,13 +55,8 @@ def test_a_udp_flow_idle_for_90_s_is_forgotten_and_not_before():
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(echo)
-            proxy = await ProxySupervisor(nursery).start(
-                "udp",
-                IPv4Address(LOOPBACK),
-                host_port,
-                IPv4Address(LOOPBACK),
-                backend.getsockname()[1],
-            )
+            mapping = PortMapping(IPv4Address(LOOPBACK), host_port, "udp", backend.getsockname()[1])
+            proxy = await ProxySupervisor(nursery).start(mapping, IPv4Address(LOOPBACK))
             await exchange(b"first")
             await idle(UDP_CONNTRACK_TIMEOUT - 1)
             await exchange(b"still the same flow")

@@ -9,8 +9,24 @@ comes fixes that.  Only the kernel worker calls this.
 
 from __future__ import annotations
 
+import logging
 import socket
+from collections.abc import Iterable
 from ipaddress import IPv4Address
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .worker import KernelContext
+
+log = logging.getLogger("dockernetd.conntrack")
+
+
+def forget_udp(ctx: KernelContext, host_ip: IPv4Address, host_ports: Iterable[int]) -> None:
+    """Forget the UDP flows of each published port (run with ``kernel.call``)."""
+    for host_port in host_ports:
+        forgotten = ctx.conntrack.forget_udp(host_ip, host_port)
+        if forgotten:
+            log.info("forgot %d udp conntrack entries of %s:%d", forgotten, host_ip, host_port)
 
 
 class ConntrackTable:

@@ -27,7 +27,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from ..metrics import CommitTimes
-from ..rules import DOCKER_CHAIN, FILTER, NAT, OWNER_TAG, STALE_JUMPS, BootPlan, Rule
+from ..rules import (
+    DOCKER_CHAIN,
+    FILTER,
+    ISOLATION_1,
+    ISOLATION_JUMP,
+    NAT,
+    OWN_FILTER_CHAINS,
+    OWNER_TAG,
+    STALE_JUMPS,
+    BootPlan,
+    Rule,
+)
 
 log = logging.getLogger("dockernetd.firewall")
 
@@ -115,15 +126,22 @@ class Firewall:
     def reconcile(self, desired: Iterable[Rule]) -> tuple[list[Rule], list[str]]:
         """Make our places hold exactly ``desired``; what was added and what removed.
 
-        "Our places" are the DOCKER chain (all of it) and the FORWARD rules tagged
-        ``dockernetd:``; a duplicate of a desired rule counts as extra.  One scan of
-        the two chains: for boot, not per operation.
+        "Our places" are the DOCKER chain and the isolation chains (all of them) and
+        the FORWARD and POSTROUTING rules tagged ``dockernetd:``; a duplicate of a
+        desired rule counts as extra.  One scan of those chains: for boot and
+        repair, not per operation.  The isolation jump ends up first in FORWARD.
         """
         desired = list(desired)
         with self._commit(NAT, FILTER):
             missing, extra = self._scan(desired, delete_extra=True)
             for rule in missing:
-                self._chain(rule.table, rule.chain).insert_rule(self._build(rule))
+                self._insert(rule)
+            handle = self._tables[FILTER]
+            if ISOLATION_JUMP in desired and not self._jump_first(handle):
+                entry, mask = self._compiled(ISOLATION_JUMP)
+                handle.delete_entry("FORWARD", entry, mask)
+                handle.insert_entry("FORWARD", entry, 0)
+            self._drop_unused_chains(handle)
         return missing, extra
 
     def drift(self, plan: BootPlan, desired: Iterable[Rule]) -> tuple[list[Rule], list[str]]:
@@ -154,13 +172,13 @@ class Firewall:
             by_key[key] = rule
             wanted[key] += 1
         extra: list[str] = []
-        places = [(FILTER, "FORWARD")]
-        if self._tables[NAT].is_chain(DOCKER_CHAIN):
-            places.append((NAT, DOCKER_CHAIN))
+        shared = [(FILTER, "FORWARD"), (NAT, "POSTROUTING")]  # only tagged rules are ours
+        own = [(NAT, DOCKER_CHAIN), *((FILTER, chain) for chain in OWN_FILTER_CHAINS)]
+        places = [*shared, *((t, c) for t, c in own if self._tables[t].is_chain(c))]
         for table, chain_name in places:
             chain = self._chain(table, chain_name)
             for rule in chain.rules:
-                if chain_name == "FORWARD" and not _is_tagged(rule):
+                if (table, chain_name) in shared and not _is_tagged(rule):
                     continue
                 key = _key(rule)
                 if wanted[key] > 0:
@@ -205,8 +223,35 @@ class Firewall:
                 handle.delete_entry(rule.chain, entry, mask)
         for rule in insert:
             if rule.table == table:
-                entry, _ = self._compiled(rule)
-                handle.insert_entry(rule.chain, entry, 0)
+                self._insert(rule)
+        if table == FILTER and ISOLATION_JUMP in delete:
+            self._drop_unused_chains(handle)
+
+    def _insert(self, rule: Rule) -> None:
+        """At the top of its chain, below the isolation jump; our chains made when needed."""
+        handle = self._tables[rule.table]
+        if rule.table == FILTER:
+            for chain in OWN_FILTER_CHAINS:  # a jump into one needs both to exist
+                if (rule.chain == chain or rule.args[-1] == chain) and not handle.is_chain(chain):
+                    for name in OWN_FILTER_CHAINS:
+                        if not handle.is_chain(name):
+                            handle.create_chain(name)
+        below_jump = rule.chain == "FORWARD" and rule != ISOLATION_JUMP and self._jump_first(handle)
+        entry, _ = self._compiled(rule)
+        handle.insert_entry(rule.chain, entry, 1 if below_jump else 0)
+
+    @staticmethod
+    def _jump_first(handle: Any) -> bool:
+        """Whether FORWARD's first rule is the jump into the isolation chains (no scan)."""
+        first = handle.first_rule("FORWARD")
+        return bool(first) and handle.get_target(first) == ISOLATION_1.encode()
+
+    def _drop_unused_chains(self, handle: Any) -> None:
+        """Delete our filter chains once they are empty and the jump into them is gone."""
+        empty = all(handle.is_chain(c) and not handle.first_rule(c) for c in OWN_FILTER_CHAINS)
+        if empty and not self._jump_first(handle):
+            for chain in OWN_FILTER_CHAINS:  # stage 1 jumps to stage 2: it goes first
+                handle.delete_chain(chain)
 
     # -- helpers ------------------------------------------------------------------------
 

@@ -82,6 +82,9 @@ class Netlink:
             broadcast=str(address.network.broadcast_address),
         )
 
+    def delete_link(self, index: int) -> None:
+        self._ipr.link("del", index=index)
+
     def set_up(self, index: int) -> None:
         self._ipr.link("set", index=index, state="up")
 

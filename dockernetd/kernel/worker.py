@@ -10,15 +10,19 @@ Rule changes (:meth:`KernelWorker.change_rules`) are group-committed: legacy
 iptables rewrites a whole table per commit, so the changes waiting in the
 queue when the worker gets to one are applied together, one commit per table.
 If that fails, each is applied on its own, so every caller gets its own answer.
+
+The firewall's refusals (:class:`FirewallError`) leave the worker as the API's
+:class:`~dockernetd.errors.FirewallFailed`, here and nowhere else.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -26,13 +30,15 @@ from typing import Any, TypeVar, cast
 import outcome
 import trio
 
+from ..errors import FirewallFailed
 from ..metrics import CommitTimes
 from ..rules import Rule
 from .conntrack import ConntrackTable
-from .firewall import Firewall
+from .firewall import Firewall, FirewallError
 from .netlink import Netlink
 
 T = TypeVar("T")
+log = logging.getLogger("dockernetd.worker")
 
 
 class KernelContext:
@@ -87,8 +93,27 @@ class KernelWorker:
         return result
 
     async def change_rules(self, insert: Sequence[Rule] = (), delete: Sequence[Rule] = ()) -> None:
-        """Insert and delete rules, all or nothing (FirewallError), group-committed."""
-        await self._submit(RuleChange(insert, delete), ())
+        """Insert and delete rules, all or nothing (FirewallFailed), group-committed."""
+        with _translated():
+            await self._submit(RuleChange(insert, delete), ())
+
+    async def remove_rules(self, rules: Sequence[Rule]) -> None:
+        """Delete rules that may be gone already: one commit, or if that fails each on its
+        own, so one rule deleted behind our back does not keep the others (logged)."""
+        try:
+            await self.change_rules(delete=rules)
+        except FirewallFailed:
+            for rule in rules:
+                try:
+                    await self.change_rules(delete=[rule])
+                except FirewallFailed as exc:
+                    log.warning("Error on iptables delete: %s", exc.message)
+
+    async def firewall(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(firewall, *args)`` in the worker thread (FirewallFailed if refused)."""
+        with _translated():
+            result: T = await self._submit(_on_firewall, (fn, *args))
+        return result
 
     async def _submit(self, work: Callable[..., Any] | RuleChange, args: tuple[Any, ...]) -> Any:
         done = trio.Event()
@@ -159,6 +184,18 @@ def _apply_group(context: KernelContext, changes: list[RuleChange]) -> list[outc
         if isinstance(together, outcome.Value):
             return [outcome.Value(None) for _ in changes]  # an outcome is unwrapped only once
     return [outcome.capture(context.firewall.apply, c.insert, c.delete) for c in changes]
+
+
+def _on_firewall(context: KernelContext, fn: Callable[..., T], *args: Any) -> T:
+    return fn(context.firewall, *args)
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except FirewallError as exc:
+        raise FirewallFailed(f"iptables: {exc}") from exc
 
 
 def _deliver(job: _Job, result: outcome.Outcome[Any]) -> None:

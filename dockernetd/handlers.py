@@ -1,0 +1,460 @@
+"""The handlers behind the JSON-RPC methods, with params already checked.
+
+Each public coroutine here is one method of the contract in :mod:`api`, under
+the same name; the RPC layer wraps each call in a job and turns errors into
+answers.  With ``-b none`` there is no driver and every network method answers
+1009, as Docker registered no handler at all.
+
+Every change follows one pattern: check, change the model and the kernel
+(undoing both if a later step fails), then record it in the state file before
+answering; a change that cannot be recorded is undone.  Calls about one
+container are serialised (a per-container lock): a release that is unmapping
+ports must not race an allocate_port for the same id.  Calls about different
+containers run concurrently; network_create and network_delete one at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Any
+
+import trio
+
+from . import __version__
+from .api import Method
+from .config import Config
+from .driver import Driver, local_networks, setup_network, teardown_network
+from .errors import (
+    Conflict,
+    InvalidParams,
+    NetworkDisabled,
+    NetworkExists,
+    NetworkInternal,
+    NetworkInUse,
+    NoFreeSubnet,
+    PoolOverlap,
+    PredefinedNetwork,
+)
+from .ipam import BadSubnet
+from .links import ADD_ACTIONS
+from .network import DEFAULT_NETWORK, Endpoint, Network, NetworkSpec, PortMapping
+from .pools import choose_subnet
+from .rules import boot_plan, owned_rule_counts
+from .state import (
+    Joined,
+    Left,
+    Linked,
+    NetworkCreated,
+    NetworkDeleted,
+    Published,
+    Record,
+    StateLog,
+    Unlinked,
+)
+from .verify import verify
+
+log = logging.getLogger("dockernetd.handlers")
+
+
+class KeyedLock:
+    """One trio.Lock per key, forgotten when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[trio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (trio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+class ChangeGate:
+    """Handlers that change state pass the gate together; verify waits for them all.
+
+    While verify compares and repairs, no change is half-done (a proxy bound but its
+    rules not yet in), so an in-flight change is never reported, or repaired away,
+    as drift.
+    """
+
+    def __init__(self) -> None:
+        self._changing = 0
+        self._exclusive = False
+        self._turn = trio.Condition()
+
+    @asynccontextmanager
+    async def change(self) -> AsyncIterator[None]:
+        async with self._turn:
+            while self._exclusive:
+                await self._turn.wait()
+            self._changing += 1
+        try:
+            yield
+        finally:
+            async with self._turn:
+                self._changing -= 1
+                self._turn.notify_all()
+
+    @asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        async with self._turn:
+            while self._exclusive or self._changing:
+                await self._turn.wait()
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            async with self._turn:
+                self._exclusive = False
+                self._turn.notify_all()
+
+
+class Service:
+    def __init__(
+        self, config: Config, driver: Driver | None, state: StateLog | None = None
+    ) -> None:
+        self.config = config
+        self.driver = driver
+        self.state = state
+        self._containers = KeyedLock()
+        self._gate = ChangeGate()
+        self._network_changes = trio.Lock()
+        self._started = time.monotonic()
+
+    async def run(self, method: Method, params: dict[str, Any]) -> Any:
+        """Run the handler of ``method`` with checked params."""
+        if method.needs_network and self.driver is None:
+            raise NetworkDisabled()
+        return await getattr(self, method.name)(**params)
+
+    def _driver(self) -> Driver:
+        if self.driver is None:
+            raise NetworkDisabled()
+        return self.driver
+
+    # -- networks ---------------------------------------------------------------------
+
+    async def network_create(
+        self,
+        name: str,
+        subnet: IPv4Network | None,
+        gateway: IPv4Address | None,
+        ip_range: IPv4Network | None,
+        bridge: str | None,
+        internal: bool,
+        icc: bool,
+        ip_masq: bool,
+        mtu: int | None,
+        host_binding_ip: IPv4Address | None,
+    ) -> dict[str, Any]:
+        driver = self._driver()
+        async with self._gate.change(), self._network_changes:
+            networks = driver.networks
+            if name == DEFAULT_NETWORK:
+                raise NetworkExists(f"{name} is a pre-defined network and cannot be created")
+            if name in networks:
+                raise NetworkExists(f"network with name {name} already exists", network=name)
+            network_id = secrets.token_hex(32)
+            device = bridge or f"br-{network_id[:12]}"
+            if (holder := networks.on_bridge(device)) is not None:
+                raise Conflict(f"bridge {device} is used by network {holder.name}", bridge=device)
+            if subnet is None:
+                subnet = await self._free_subnet(driver, name)
+            elif (other := networks.overlapping(subnet)) is not None:
+                raise PoolOverlap(str(subnet), other.name)
+            spec = NetworkSpec(
+                name=name,
+                id=network_id,
+                bridge=device,
+                gateway=_gateway(subnet, gateway),
+                ip_range=ip_range,
+                internal=internal,
+                icc=icc,
+                ip_masq=ip_masq,
+                mtu=mtu or driver.mtu,
+                host_binding_ip=host_binding_ip or self.config.binding_ip,
+            )
+            try:
+                network = Network(spec)
+            except BadSubnet:
+                raise InvalidParams(
+                    f"Bad parameter: ip_range {ip_range} is not inside subnet {subnet}",
+                    param="ip_range",
+                ) from None
+            await setup_network(driver, spec)
+            networks.add(network)
+            await self._record_or_undo([NetworkCreated(spec)], self._forget_network(network))
+            log.info("network %s: bridge %s, subnet %s", name, device, subnet)
+            return spec.public()
+
+    async def _free_subnet(self, driver: Driver, name: str) -> IPv4Network:
+        subnet, skipped = choose_subnet(driver.pools, await local_networks(driver))
+        if skipped:
+            log.info("network %s: subnets skipped: %s", name, "; ".join(skipped))
+        if subnet is None:
+            raise NoFreeSubnet()
+        return subnet
+
+    def _forget_network(self, network: Network) -> Callable[[], Awaitable[None]]:
+        async def undo() -> None:
+            driver = self._driver()
+            driver.networks.remove(network.name)
+            await teardown_network(driver, network)
+
+        return undo
+
+    async def network_delete(self, name: str) -> dict[str, Any]:
+        driver = self._driver()
+        async with self._gate.change(), self._network_changes:
+            network = driver.networks.get(name)
+            if network.spec.is_default:
+                raise PredefinedNetwork(name)
+            if network.endpoints:
+                raise NetworkInUse(name, network.spec.id, len(network.endpoints))
+            # Recorded first: once it is, what teardown leaves behind belongs to no one,
+            # and the next start's reconcile removes its rules.
+            self._record([NetworkDeleted(name)])
+            await teardown_network(driver, network)
+            for link in driver.links.of(name):
+                driver.links.active.pop(link)
+            driver.networks.remove(name)
+        return network.spec.public()
+
+    async def network_list(self) -> list[dict[str, Any]]:
+        driver = self._driver()
+        return [{**n.spec.public(), "endpoints": len(n.endpoints)} for n in driver.networks]
+
+    async def network_inspect(self, name: str) -> dict[str, Any]:
+        network = self._driver().networks.get(name)
+        return {
+            **network.spec.public(),
+            "endpoints": [_endpoint(e) for e in network.endpoints.values()],
+        }
+
+    # -- endpoints ----------------------------------------------------------------------
+
+    async def allocate_interface(
+        self,
+        id: str,
+        requested_ip: IPv4Address | None,
+        requested_mac: str | None,
+        network: str,
+    ) -> dict[str, Any]:
+        driver = self._driver()
+        async with self._gate.change(), self._containers.hold(id):
+            net = driver.networks.get(network)
+            endpoint, new = driver.networks.join(net, id, requested_ip, requested_mac)
+            if new:
+
+                async def undo() -> None:
+                    driver.networks.leave(net, id)
+
+                record = Joined(net.name, id, endpoint.ip, endpoint.mac_address)
+                await self._record_or_undo([record], undo)
+            return net.describe(endpoint)
+
+    async def release_interface(self, id: str, network: str | None) -> dict[str, Any]:
+        driver = self._driver()
+        async with self._gate.change(), self._containers.hold(id):
+            if network is None:
+                leaving = driver.networks.networks_of(id, releasing=True)
+            else:
+                leaving = [driver.networks.get(network)]
+            endpoints = [net.endpoint(id, releasing=True) for net in leaving]
+            released = [m.public() for endpoint in endpoints for m in endpoint.ports]
+            # Recorded first: if it cannot be, nothing is released; once it is, whatever the
+            # unmap leaves in the kernel belongs to no one, and a restart's reconcile removes it.
+            self._record([Left(net.name, id) for net in leaving])
+            for net, endpoint in zip(leaving, endpoints, strict=True):
+                await driver.mapper.unmap(net.spec.bridge, endpoint, list(endpoint.ports))
+                driver.networks.leave(net, id)
+        result = {"id": id, "ip": str(endpoints[0].ip), "released_ports": released}
+        if any(not net.spec.is_default for net in leaving):
+            result["networks"] = [net.name for net in leaving]
+        return result
+
+    async def allocate_port(
+        self,
+        id: str,
+        container_port: int,
+        proto: str,
+        host_ip: IPv4Address | None,
+        host_port: int,
+        network: str | None,
+    ) -> dict[str, Any]:
+        pairs = [(host_port, container_port)]
+        endpoint, [mapping] = await self._publish(id, network, proto, host_ip, pairs)
+        return {**mapping.public(), "container_ip": str(endpoint.ip)}
+
+    async def allocate_port_range(
+        self,
+        id: str,
+        container_port: int,
+        count: int,
+        proto: str,
+        host_ip: IPv4Address | None,
+        host_port: int,
+        network: str | None,
+    ) -> dict[str, Any]:
+        for first, name in ((container_port, "container_port"), (host_port, "host_port")):
+            if first and first + count - 1 > 65535:
+                raise InvalidParams(
+                    f"Bad parameter: {name} {first} + count {count} goes past 65535", param=name
+                )
+        pairs = [(host_port + n if host_port else 0, container_port + n) for n in range(count)]
+        endpoint, mappings = await self._publish(id, network, proto, host_ip, pairs)
+        return {"container_ip": str(endpoint.ip), "ports": [m.public() for m in mappings]}
+
+    async def _publish(
+        self,
+        id: str,
+        network: str | None,
+        proto: str,
+        host_ip: IPv4Address | None,
+        pairs: list[tuple[int, int]],
+    ) -> tuple[Endpoint, list[PortMapping]]:
+        driver = self._driver()
+        async with self._gate.change(), self._containers.hold(id):
+            net, endpoint = driver.networks.endpoint_for(id, network)
+            if net.spec.internal:
+                raise NetworkInternal(net.name)
+            bridge = net.spec.bridge
+            address = host_ip or net.spec.host_binding_ip
+            mappings = await driver.mapper.map(bridge, endpoint, proto, address, pairs)
+
+            async def undo() -> None:
+                await driver.mapper.unmap(bridge, endpoint, mappings)
+
+            await self._record_or_undo([Published(net.name, id, m) for m in mappings], undo)
+        return endpoint, mappings
+
+    async def link(
+        self,
+        action: str,
+        parent_ip: IPv4Address,
+        child_ip: IPv4Address,
+        ports: list[str],
+        ignore_errors: bool,
+        network: str,
+    ) -> dict[str, Any]:
+        driver = self._driver()
+        net = driver.networks.get(network)
+        if not self.config.iptables:  # --iptables=false forces --icc=true: nothing to open
+            return {"rules": 0}
+        adding = action in ADD_ACTIONS
+        async with self._gate.change():
+            bridge = net.spec.bridge
+            changed = await driver.links.link(
+                net.name, bridge, adding, parent_ip, child_ip, ports, ignore_errors
+            )
+
+            async def undo() -> None:
+                await driver.links.link(
+                    net.name, bridge, not adding, parent_ip, child_ip, ports, ignore_errors=True
+                )
+
+            kind = Linked if adding else Unlinked
+            await self._record_or_undo([kind(link) for link in changed], undo)
+        return {"rules": 2 * len(changed)}
+
+    # -- the state file -------------------------------------------------------------------
+
+    async def _record_or_undo(
+        self, records: list[Record], undo: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Make a committed change durable before it is acknowledged; undo it if that fails."""
+        try:
+            self._record(records)
+        except OSError:
+            with trio.CancelScope(shield=True):
+                await undo()
+            raise
+
+    def _record(self, records: list[Record]) -> None:
+        if self.state is not None and records:
+            self.state.append(*records)
+
+    # -- checks and counts ----------------------------------------------------------------
+
+    async def verify(self, repair: bool) -> dict[str, Any]:
+        driver = self._driver()
+        async with self._gate.exclusive():
+            return await verify(driver, repair=repair)
+
+    def owned_rules(self) -> Counter[str]:
+        """How many rules the daemon owns in each table: what verify would check."""
+        driver = self.driver
+        if driver is None or not self.config.iptables:
+            return Counter()
+        plan = boot_plan(driver.default.spec)
+        return Counter(rule.table for rule in (*plan.present, *plan.jumps)) + owned_rule_counts(
+            driver.networks, len(driver.links.active)
+        )
+
+    def summary(self) -> str:
+        """One line for systemd's STATUS=: "docker0 172.17.42.1/16, 3 interfaces, 5 ports"."""
+        if self.driver is None:
+            return "networking disabled (-b none)"
+        networks = self.driver.networks
+        spec = self.driver.default.spec
+        more = f", {len(networks) - 1} more networks" if len(networks) > 1 else ""
+        return (
+            f"{spec.bridge} {spec.gateway}{more}, "
+            f"{networks.endpoint_count()} interfaces, {networks.port_mapping_count()} ports"
+        )
+
+    async def list_interfaces(self) -> list[dict[str, Any]]:
+        return [_endpoint(e) for e in self._driver().networks.endpoints()]
+
+    async def status(self) -> dict[str, Any]:
+        driver = self.driver
+        spec = driver.default.spec if driver else None
+        return {
+            "version": __version__,
+            "bridge": spec.bridge if spec else None,
+            "bridge_cidr": str(spec.gateway) if spec else None,
+            "gateway": str(spec.gateway.ip) if spec else None,
+            "network_disabled": driver is None,
+            "config": self.config.public(),
+            "networks": len(driver.networks) if driver else 0,
+            "interfaces": driver.networks.endpoint_count() if driver else 0,
+            "port_mappings": driver.networks.port_mapping_count() if driver else 0,
+            "links": len(driver.links.active) if driver else 0,
+            "uptime_s": round(time.monotonic() - self._started, 3),
+        }
+
+
+def _gateway(subnet: IPv4Network, gateway: IPv4Address | None) -> IPv4Interface:
+    """The bridge's address: the given gateway, or the subnet's first address."""
+    address = gateway or subnet.network_address + 1
+    if address not in subnet or address in (subnet.network_address, subnet.broadcast_address):
+        raise InvalidParams(
+            f"Bad parameter: gateway {address} is not a host address of subnet {subnet}",
+            param="gateway",
+        )
+    return IPv4Interface(f"{address}/{subnet.prefixlen}")
+
+
+def _endpoint(endpoint: Endpoint) -> dict[str, Any]:
+    """An endpoint as list_interfaces and network_inspect show it."""
+    return {
+        "id": endpoint.container_id,
+        "network": endpoint.network,
+        "ip": str(endpoint.ip),
+        "mac_address": endpoint.mac_address,
+        "ports": [p.public() for p in endpoint.ports],
+    }

@@ -1,0 +1,121 @@
+"""Bridge devices, on the kernel thread: find, create, check, repair and delete them.
+
+Each function takes the worker's :class:`~dockernetd.kernel.worker.KernelContext`
+and is run with ``kernel.call``; the decisions (which address, which error for
+the client) are made by the callers.
+"""
+
+from __future__ import annotations
+
+import logging
+from ipaddress import IPv4Interface, IPv4Network
+from typing import TYPE_CHECKING, Any
+
+from ..netutil import random_mac
+from .netlink import enable_ip_forward as write_ip_forward
+
+if TYPE_CHECKING:
+    from .worker import KernelContext
+
+log = logging.getLogger("dockernetd.bridge")
+
+
+class NoAddress(Exception):
+    """GetIfaceAddr failed: the bridge is missing or has no IPv4 address."""
+
+
+class BridgeSetupFailed(Exception):
+    """A step of creating a bridge failed; the message says which, as Docker 1.4's did."""
+
+
+def iface_addr(ctx: KernelContext, name: str) -> IPv4Interface:
+    """Docker's GetIfaceAddr: the bridge's first IPv4 address, brought up if it was down."""
+    link = ctx.netlink.link(name)
+    if link is None:
+        raise NoAddress(f"{name}: no such network interface")
+    addresses = ctx.netlink.ipv4_addresses(link.index)
+    if not addresses:
+        raise NoAddress(f"Interface {name} has no IP addresses")
+    if len(addresses) > 1:
+        log.warning(
+            "Interface %s has more than 1 IPv4 address. Defaulting to using %s",
+            name,
+            addresses[0].ip,
+        )
+    if not link.up:
+        log.info("bridge %s was down; setting it up", link.name)
+        ctx.netlink.set_up(link.index)
+    return addresses[0]
+
+
+def create_bridge(ctx: KernelContext, name: str, address: IPv4Interface) -> None:
+    """Create the bridge (an address-less existing one is reused), address it, set it up."""
+    netlink = ctx.netlink
+    netlink.create_bridge(name, random_mac())
+    link = netlink.link(name)
+    if link is None:
+        raise BridgeSetupFailed(f"{name}: no such network interface after creating it")
+    try:
+        netlink.add_address(link.index, address)
+    except OSError as exc:
+        raise BridgeSetupFailed(f"Unable to add private network: {exc}") from exc
+    try:
+        netlink.set_up(link.index)
+    except OSError as exc:
+        raise BridgeSetupFailed(f"Unable to start network bridge: {exc}") from exc
+
+
+def bridge_drift(ctx: KernelContext, name: str, address: IPv4Interface) -> list[dict[str, Any]]:
+    """How the bridge differs from what it should be (verify's entries); [] if it does not."""
+    link = ctx.netlink.link(name)
+    if link is None:
+        return [{"kind": "bridge_missing", "bridge": name}]
+    drift: list[dict[str, Any]] = []
+    found = ctx.netlink.ipv4_addresses(link.index)
+    if address not in found:
+        drift.append(
+            {
+                "kind": "bridge_address",
+                "bridge": name,
+                "expected": str(address),
+                "found": [str(a) for a in found],
+            }
+        )
+    if not link.up:
+        drift.append({"kind": "bridge_down", "bridge": name})
+    return drift
+
+
+def ensure_bridge(ctx: KernelContext, name: str, address: IPv4Interface) -> None:
+    """The bridge exists, holds ``address`` and is up, whatever was missing (idempotent)."""
+    netlink = ctx.netlink
+    if netlink.link(name) is None:
+        netlink.create_bridge(name, random_mac())
+    link = netlink.link(name)
+    if link is None:
+        raise BridgeSetupFailed(f"{name}: no such network interface after creating it")
+    if address not in netlink.ipv4_addresses(link.index):
+        netlink.add_address(link.index, address)
+    netlink.set_up(link.index)
+
+
+def delete_bridge(ctx: KernelContext, name: str) -> None:
+    """Delete the bridge if it exists (the containers' veths in it go with it)."""
+    link = ctx.netlink.link(name)
+    if link is not None:
+        ctx.netlink.delete_link(link.index)
+
+
+def main_routes(ctx: KernelContext) -> list[IPv4Network]:
+    return ctx.netlink.main_routes()
+
+
+def default_route_mtu(ctx: KernelContext) -> int | None:
+    return ctx.netlink.default_route_mtu()
+
+
+def enable_ip_forward(ctx: KernelContext) -> None:
+    try:
+        write_ip_forward()
+    except OSError as exc:
+        log.warning("WARNING: unable to enable IPv4 forwarding: %s", exc)

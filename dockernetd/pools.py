@@ -1,0 +1,95 @@
+"""Default address pools: where a network created without a subnet gets one.
+
+Docker (since 1.9, configurable since 18.06) carves networks out of pools, each
+a base network split into subnets of one size, taken in order; the first that
+overlaps nothing in use wins.  Its defaults are 172.17.0.0/16 … 172.31.0.0/16
+as /16s, then 192.168.0.0/16 as /20s; ``--default-address-pool
+base=CIDR,size=N`` (repeatable) or the ``daemon.json`` key
+``default-address-pools`` replaces them.  Pure: the caller says what is in use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from ipaddress import IPv4Network
+
+from .netutil import overlaps
+
+#: Smallest subnet worth a network: a gateway and two containers (Docker 1.4's allocator
+#: never hands out first + 1 or the broadcast address).
+MAX_SUBNET_SIZE = 29
+
+
+@dataclass(frozen=True)
+class AddressPool:
+    base: IPv4Network
+    size: int  # prefix length of each subnet taken from base
+
+    def subnets(self) -> Iterator[IPv4Network]:
+        return self.base.subnets(new_prefix=self.size)
+
+    def __str__(self) -> str:
+        return f"base={self.base},size={self.size}"
+
+
+DEFAULT_POOLS: tuple[AddressPool, ...] = (
+    *(AddressPool(IPv4Network(f"172.{n}.0.0/16"), 16) for n in range(17, 32)),
+    AddressPool(IPv4Network("192.168.0.0/16"), 20),
+)
+
+
+def parse_pool(text: str) -> AddressPool:
+    """``base=10.10.0.0/16,size=24`` (Docker's flag form); ValueError with the reason."""
+    fields: dict[str, str] = {}
+    for part in text.split(","):
+        key, equals, value = part.partition("=")
+        if not equals or key not in ("base", "size") or key in fields:
+            raise ValueError(f"invalid default address pool {text!r}: want base=CIDR,size=N")
+        fields[key] = value
+    if set(fields) != {"base", "size"}:
+        raise ValueError(f"invalid default address pool {text!r}: want base=CIDR,size=N")
+    return pool_of(fields["base"], fields["size"])
+
+
+def pool_of(base: object, size: object) -> AddressPool:
+    """A pool from its two values (flag text or daemon.json values); ValueError if bad."""
+    try:
+        network = IPv4Network(str(base))
+    except ValueError:
+        raise ValueError(f"invalid default address pool base {base!r}: not an IPv4 CIDR") from None
+    if isinstance(size, bool) or not isinstance(size, int | str) or not str(size).isdigit():
+        raise ValueError(f"invalid default address pool size {size!r}: not a number")
+    prefix = int(size)
+    if not network.prefixlen <= prefix <= MAX_SUBNET_SIZE:
+        raise ValueError(
+            f"invalid default address pool size {prefix} for base {network}: "
+            f"must be at least the base's prefix and at most {MAX_SUBNET_SIZE}"
+        )
+    return AddressPool(network, prefix)
+
+
+def choose_subnet(
+    pools: Iterable[AddressPool], in_use: Iterable[tuple[IPv4Network, str]]
+) -> tuple[IPv4Network | None, list[str]]:
+    """The first subnet of the pools overlapping nothing of ``in_use``, and why the ones
+    before it were skipped.  ``in_use`` pairs a network with what it is ("route
+    10.0.0.0/8", "nameserver 10.0.0.2", "network web").  A clash larger than the
+    subnet is stepped over at once: a route 10.0.0.0/8 costs one step, not 65,536.
+    """
+    taken = list(in_use)
+    skipped: list[str] = []
+    for pool in pools:
+        step = 1 << (32 - pool.size)
+        start, end = int(pool.base.network_address), int(pool.base.broadcast_address)
+        while start <= end:
+            subnet = IPv4Network((start, pool.size))
+            clash = next(((net, what) for net, what in taken if overlaps(net, subnet)), None)
+            if clash is None:
+                return subnet, skipped
+            net, what = clash
+            past = min(max(start + step, int(net.broadcast_address) + 1), end + 1)
+            more = -(-past // step) - start // step - 1  # further subnets the clash covers
+            skipped.append(f"{subnet}{f' (+{more} more)' if more else ''} overlaps {what}")
+            start = -(-past // step) * step  # the next subnet boundary at or after past
+    return None, skipped
