@@ -1,7 +1,6 @@
 """The JSON-RPC contract, driven line by line through the Dispatcher (no socket, no kernel)."""
 
 import json
-from ipaddress import IPv4Interface
 from typing import Any
 
 import pytest
@@ -10,30 +9,19 @@ import trio
 from dockernetd import errors
 from dockernetd.api import METHODS, openrpc_document
 from dockernetd.config import Config
-from dockernetd.driver import BridgeDriver
+from dockernetd.handlers import Service
 from dockernetd.jobs import Peer
-from dockernetd.links import Links
-from dockernetd.network import Bridge, BridgeNetwork
-from dockernetd.portmapper import PortMapper
 from dockernetd.rpc import MAX_BATCH, Dispatcher
-from dockernetd.service import Service
 from dockernetd.state import Snapshot, StateLog
+
+from fakes import make_driver
 
 
 def make_dispatcher(
     network: bool = True, bridge: str = "172.17.42.1/16", state: StateLog | None = None
 ) -> Dispatcher:
-    """A dispatcher over a real network model; the kernel parts are never reached here."""
-    driver = None
-    if network:
-        net = BridgeNetwork(Bridge("docker0", IPv4Interface(bridge), 1500))
-        unreachable = None  # allocate_port and link are tested against the kernel in integration/
-        driver = BridgeDriver(
-            net,
-            PortMapper("docker0", unreachable, unreachable, iptables=True),
-            Links("docker0", unreachable),
-            unreachable,
-        )
+    """A dispatcher over the real network model and handlers, with a fake kernel (fakes.py)."""
+    driver = make_driver(bridge)[0] if network else None
     return Dispatcher(Service(Config(), driver, state))
 
 
@@ -247,7 +235,7 @@ def test_a_change_that_cannot_be_recorded_changes_nothing(tmp_path):
     assert error_of(call(d, "release_interface", id="web"))[0] == -32603
     assert error_of(call(d, "allocate_interface", id="db"))[0] == -32603
     assert [i["id"] for i in call(d, "list_interfaces")["result"]] == ["web"]
-    assert list(state.snapshot.interfaces) == ["web"]
+    assert [container for _, container in state.snapshot.endpoints] == ["web"]
 
 
 def test_allocate_port_for_an_unknown_container_is_1004():

@@ -1,9 +1,11 @@
 """The rule planner: Docker 1.4's exact rules, as iptables-save prints them."""
 
-from ipaddress import IPv4Address, IPv4Network
+from collections import Counter
+from ipaddress import IPv4Address
 
 import pytest
 
+from dockernetd.network import Endpoint, Link, Network, PortMapping
 from dockernetd.rules import (
     DOCKER_JUMPS,
     FILTER,
@@ -12,11 +14,30 @@ from dockernetd.rules import (
     NAT,
     STALE_JUMPS,
     boot_plan,
+    isolation_rules,
     link_rules,
     mapping_rules,
+    network_rules,
+    owned_rule_counts,
+    owned_rules,
 )
+from fakes import make_spec
 
-NET = IPv4Network("172.17.0.0/16")
+DOCKER0 = make_spec()
+WEB = make_spec("web", "br-web", "172.18.0.1/16")
+DB = make_spec("db", "br-db", "172.19.0.1/16", icc=False)
+
+
+def endpoint(container: str, ip: str) -> Endpoint:
+    return Endpoint(container, "bridge", IPv4Address(ip), "02:42:00:00:00:00")
+
+
+def mapping(host_ip: str, host_port: int, proto: str, container_port: int) -> PortMapping:
+    return PortMapping(IPv4Address(host_ip), host_port, proto, container_port)
+
+
+def link(parent: str, child: str, proto: str, port: int, network: str = "bridge") -> Link:
+    return Link(network, IPv4Address(parent), IPv4Address(child), proto, port)
 
 
 def lines(rules) -> list[str]:
@@ -26,7 +47,7 @@ def lines(rules) -> list[str]:
 @pytest.mark.parametrize("ip_masq", [True, False])
 @pytest.mark.parametrize("icc", [True, False])
 def test_boot_plan_in_dockers_order(icc, ip_masq):
-    plan = boot_plan("docker0", NET, icc=icc, ip_masq=ip_masq)
+    plan = boot_plan(make_spec(icc=icc, ip_masq=ip_masq))
     verdict, opposite = ("ACCEPT", "DROP") if icc else ("DROP", "ACCEPT")
     expected = [
         *(["-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE"] if ip_masq else []),
@@ -52,7 +73,7 @@ def test_stale_jumps_include_the_old_forms():
 
 def test_mapping_rules_any_host_ip():
     dnat, forward = mapping_rules(
-        "docker0", "web1", "tcp", IPv4Address("0.0.0.0"), 8080, IPv4Address("172.17.0.2"), 80
+        "docker0", endpoint("web1", "172.17.0.2"), mapping("0.0.0.0", 8080, "tcp", 80)
     )
     assert (dnat.table, dnat.chain, forward.table, forward.chain) == (
         NAT,
@@ -71,7 +92,7 @@ def test_mapping_rules_any_host_ip():
 
 def test_mapping_rules_specific_host_ip_and_udp():
     dnat, forward = mapping_rules(
-        "br1", "db", "udp", IPv4Address("192.0.2.1"), 5353, IPv4Address("10.0.0.9"), 53
+        "br1", endpoint("db", "10.0.0.9"), mapping("192.0.2.1", 5353, "udp", 53)
     )
     assert dnat.save_line() == (
         "-A DOCKER -d 192.0.2.1/32 ! -i br1 -p udp -m udp --dport 5353 "
@@ -81,9 +102,7 @@ def test_mapping_rules_specific_host_ip_and_udp():
 
 
 def test_link_rules_both_directions():
-    to_child, to_parent = link_rules(
-        "docker0", IPv4Address("172.17.0.2"), IPv4Address("172.17.0.3"), "tcp", 80
-    )
+    to_child, to_parent = link_rules("docker0", link("172.17.0.2", "172.17.0.3", "tcp", 80))
     assert to_child.save_line() == (
         "-A FORWARD -s 172.17.0.2/32 -d 172.17.0.3/32 -i docker0 -o docker0 -p tcp -m tcp --dport 80 "
         '-m comment --comment "dockernetd:link" -j ACCEPT'
@@ -95,18 +114,68 @@ def test_link_rules_both_directions():
 
 
 def test_boot_rules_carry_no_owner_tag():
-    assert not any(
-        "dockernetd:" in line
-        for line in lines(boot_plan("docker0", NET, icc=True, ip_masq=True).present)
-    )
+    assert not any("dockernetd:" in line for line in lines(boot_plan(DOCKER0).present))
 
 
 @pytest.mark.parametrize("host_ip", ["0.0.0.0", "192.0.2.1"])
 @pytest.mark.parametrize("proto", ["tcp", "udp"])
 def test_every_mapping_and_link_has_rules_of_one_shape(host_ip, proto):
     """What the metrics count rules by, instead of building them."""
-    a, b = IPv4Address("172.17.0.2"), IPv4Address("172.17.0.3")
-    mapping = mapping_rules("docker0", "web", proto, IPv4Address(host_ip), 8080, a, 80)
-    assert tuple(rule.table for rule in mapping) == MAPPING_RULE_TABLES
-    link = link_rules("docker0", a, b, proto, 5432)
-    assert tuple(rule.table for rule in link) == LINK_RULE_TABLES
+    published = mapping_rules(
+        "docker0", endpoint("web", "172.17.0.2"), mapping(host_ip, 8080, proto, 80)
+    )
+    assert tuple(rule.table for rule in published) == MAPPING_RULE_TABLES
+    linked = link_rules("docker0", link("172.17.0.2", "172.17.0.3", proto, 5432))
+    assert tuple(rule.table for rule in linked) == LINK_RULE_TABLES
+
+
+def test_the_default_network_has_no_rules_of_its_own_beyond_the_boot_plan():
+    assert network_rules(DOCKER0) == ()
+    assert isolation_rules([DOCKER0]) == []  # one network: nothing to isolate, no chains
+
+
+def test_a_network_has_the_boot_plans_rules_tagged_with_its_name():
+    assert lines(network_rules(WEB)) == [
+        '-A POSTROUTING -s 172.18.0.0/16 ! -o br-web -m comment --comment "dockernetd:net:web" '
+        "-j MASQUERADE",
+        '-A FORWARD -i br-web -o br-web -m comment --comment "dockernetd:net:web" -j ACCEPT',
+        '-A FORWARD -i br-web ! -o br-web -m comment --comment "dockernetd:net:web" -j ACCEPT',
+        "-A FORWARD -o br-web -m conntrack --ctstate RELATED,ESTABLISHED -m comment "
+        '--comment "dockernetd:net:web" -j ACCEPT',
+    ]
+    assert "-j DROP" in lines(network_rules(DB))[1]
+
+
+def test_an_internal_network_has_no_masquerade_and_no_way_out():
+    internal = make_spec("vault", "br-vault", "10.9.0.1/24", internal=True)
+    assert lines(network_rules(internal)) == [
+        '-A FORWARD -i br-vault -o br-vault -m comment --comment "dockernetd:net:vault" -j ACCEPT'
+    ]
+    assert lines(isolation_rules([internal])) == [
+        "-A DOCKER-ISOLATION-STAGE-1 -i br-vault ! -o br-vault -j DROP",
+        "-A DOCKER-ISOLATION-STAGE-1 ! -i br-vault -o br-vault -j DROP",
+        '-A FORWARD -m comment --comment "dockernetd:isolation" -j DOCKER-ISOLATION-STAGE-1',
+    ]
+
+
+def test_isolation_is_two_rules_per_network_and_one_jump():
+    assert lines(isolation_rules([DOCKER0, WEB, DB])) == [
+        "-A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2",
+        "-A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP",
+        "-A DOCKER-ISOLATION-STAGE-1 -i br-web ! -o br-web -j DOCKER-ISOLATION-STAGE-2",
+        "-A DOCKER-ISOLATION-STAGE-2 -o br-web -j DROP",
+        "-A DOCKER-ISOLATION-STAGE-1 -i br-db ! -o br-db -j DOCKER-ISOLATION-STAGE-2",
+        "-A DOCKER-ISOLATION-STAGE-2 -o br-db -j DROP",
+        '-A FORWARD -m comment --comment "dockernetd:isolation" -j DOCKER-ISOLATION-STAGE-1',
+    ]
+
+
+def test_owned_rules_are_counted_by_table_without_building_the_mappings():
+    networks = [Network(DOCKER0), Network(WEB)]
+    web = Endpoint("w", "web", IPv4Address("172.18.0.2"), "02:42:ac:12:00:02")
+    web.ports += [mapping("0.0.0.0", 80, "tcp", 80), mapping("0.0.0.0", 53, "udp", 53)]
+    networks[1].endpoints["w"] = web
+    links = [link("172.18.0.2", "172.18.0.3", "tcp", 80, "web")]
+    owned = owned_rules(networks, links)
+    assert owned_rule_counts(networks, len(links)) == Counter(rule.table for rule in owned)
+    assert len(owned) == 4 + 2 * 2 + 2 + 5  # network, mappings, link, isolation

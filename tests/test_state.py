@@ -1,36 +1,94 @@
+import dataclasses
+import json
 import os
+from ipaddress import IPv4Address
 
 import pytest
 
-from dockernetd.state import Snapshot, StateLog, decode, encode
+from dockernetd.network import Link, PortMapping
+from dockernetd.state import (
+    Joined,
+    Left,
+    Linked,
+    NetworkCreated,
+    NetworkDeleted,
+    Published,
+    Snapshot,
+    StateLog,
+    Unlinked,
+    decode,
+    encode,
+    from_json,
+    to_json,
+)
+from fakes import make_spec
 
-IFACE = {"t": "iface", "id": "web", "ip": "172.17.0.2", "mac": "02:42:ac:11:00:02"}
-PORT = {
-    "t": "port",
-    "id": "web",
-    "host_ip": "0.0.0.0",
-    "host_port": 8080,
-    "proto": "tcp",
-    "container_port": 80,
-}
-LINK = {"t": "link", "parent": "172.17.0.2", "child": "172.17.0.3", "proto": "tcp", "port": 80}
+WEB_NET = make_spec("web", "br-web", "172.18.0.1/16", id="ab" * 32, icc=False)
+JOINED = Joined("bridge", "web", IPv4Address("172.17.0.2"), "02:42:ac:11:00:02")
+PUBLISHED = Published("bridge", "web", PortMapping(IPv4Address("0.0.0.0"), 8080, "tcp", 80))
+LINK = Link("bridge", IPv4Address("172.17.0.2"), IPv4Address("172.17.0.3"), "tcp", 80)
+EVERY_KIND = [
+    NetworkCreated(WEB_NET),
+    NetworkDeleted("web"),
+    JOINED,
+    Left("bridge", "web"),
+    PUBLISHED,
+    Linked(LINK),
+    Unlinked(LINK),
+]
+
+
+@pytest.mark.parametrize("record", EVERY_KIND, ids=lambda r: type(r).__name__)
+def test_every_record_round_trips_through_its_line(record):
+    assert decode(encode(record)) == record
+
+
+def test_records_written_before_networks_are_of_bridge():
+    """A state file of the single-bridge daemon is read by this one."""
+    old = [
+        {"t": "iface", "id": "web", "ip": "172.17.0.2", "mac": "02:42:ac:11:00:02"},
+        {
+            "t": "port",
+            "id": "web",
+            "host_ip": "0.0.0.0",
+            "host_port": 8080,
+            "proto": "tcp",
+            "container_port": 80,
+        },
+        {"t": "link", "parent": "172.17.0.2", "child": "172.17.0.3", "proto": "tcp", "port": 80},
+        {"t": "release", "id": "web"},
+    ]
+    assert [from_json(o) for o in old] == [JOINED, PUBLISHED, Linked(LINK), Left("bridge", "web")]
 
 
 def test_records_replay_into_a_snapshot():
     s = Snapshot()
-    for record in (IFACE, PORT, LINK):
+    for record in (NetworkCreated(WEB_NET), JOINED, PUBLISHED, Linked(LINK)):
         s.apply(record)
-    assert s.interfaces == {"web": {"ip": "172.17.0.2", "mac": "02:42:ac:11:00:02"}}
-    assert list(s.ports) == ["0.0.0.0:8080/tcp"]
-    s.apply({"t": "unlink", **{k: v for k, v in LINK.items() if k != "t"}})
+    assert s.networks == {"web": WEB_NET}
+    assert s.endpoints == {("bridge", "web"): JOINED}
+    assert list(s.ports) == [(IPv4Address("0.0.0.0"), 8080, "tcp")]
+    s.apply(Unlinked(LINK))
     assert s.links == {}
-    s.apply({"t": "release", "id": "web"})  # a release takes the container's ports with it
-    assert (s.interfaces, s.ports) == ({}, {})
+    s.apply(Left("bridge", "web"))  # a release takes the endpoint's ports with it
+    assert (s.endpoints, s.ports) == ({}, {})
+    s.apply(NetworkDeleted("web"))
+    assert s.size() == 0
+
+
+def test_leaving_one_network_keeps_the_containers_other_endpoint_and_its_ports():
+    s = Snapshot()
+    on_web = dataclasses.replace(JOINED, network="web", ip=IPv4Address("172.18.0.2"))
+    web_port = Published("web", "web", PortMapping(IPv4Address("0.0.0.0"), 9090, "tcp", 90))
+    for record in (JOINED, on_web, PUBLISHED, web_port, Left("bridge", "web")):
+        s.apply(record)
+    assert list(s.endpoints) == [("web", "web")]
+    assert list(s.ports.values()) == [web_port]
 
 
 def test_snapshot_records_rebuild_it():
     s = Snapshot()
-    for record in (IFACE, PORT, LINK):
+    for record in (NetworkCreated(WEB_NET), JOINED, PUBLISHED, Linked(LINK)):
         s.apply(record)
     again = Snapshot()
     for record in s.records():
@@ -42,19 +100,31 @@ def test_snapshot_records_rebuild_it():
     "bad",
     [
         {"t": "nope"},
+        {"t": "unport", "id": "a"},  # never written: no longer a kind
         {"t": "iface", "id": 3, "ip": "x", "mac": "y"},
+        {"t": "iface", "id": "a", "ip": "172.17.0.2", "mac": "01:00:00:00:00:00"},
         {"t": "port", "id": "a"},
+        {
+            "t": "port",
+            "id": "a",
+            "host_ip": "0.0.0.0",
+            "host_port": 0,
+            "proto": "tcp",
+            "container_port": 80,
+        },
         {"t": "link", "parent": "a", "child": "b", "proto": "icmp", "port": 1},
+        {**to_json(NetworkCreated(WEB_NET)), "gateway": "172.18.0.1"},
+        {**to_json(NetworkCreated(WEB_NET)), "icc": "yes"},
     ],
 )
 def test_malformed_records_are_refused(bad):
     with pytest.raises((KeyError, ValueError, TypeError)):
-        Snapshot().apply(bad)
+        from_json(bad)
 
 
 def test_lines_carry_a_checksum():
-    line = encode(IFACE)
-    assert decode(line) == IFACE
+    line = encode(JOINED)
+    assert json.loads(line.split(b" ", 1)[1])["ip"] == "172.17.0.2"
     with pytest.raises(ValueError, match="torn"):
         decode(line[:-5])
     with pytest.raises(ValueError, match="checksum"):
@@ -64,15 +134,15 @@ def test_lines_carry_a_checksum():
 def test_log_survives_a_torn_tail_and_reports_it(tmp_path):
     log = StateLog(str(tmp_path))
     log.rewrite(Snapshot())
-    log.append(IFACE)
-    log.append(PORT)
+    log.append(JOINED)
+    log.append(PUBLISHED)
     log.close()
     with open(log.path, "ab") as f:
-        f.write(encode(LINK)[:20])  # the crash happened mid-write
+        f.write(encode(Linked(LINK))[:20])  # the crash happened mid-write
     fresh = StateLog(str(tmp_path))
     problems = fresh.load()
     assert len(problems) == 1 and "line 3: incomplete line" in problems[0]
-    assert list(fresh.snapshot.interfaces) == ["web"] and len(fresh.snapshot.ports) == 1
+    assert list(fresh.snapshot.endpoints) == [("bridge", "web")] and len(fresh.snapshot.ports) == 1
 
 
 def test_log_compacts_atomically(tmp_path, monkeypatch):
@@ -80,16 +150,16 @@ def test_log_compacts_atomically(tmp_path, monkeypatch):
     log = StateLog(str(tmp_path))
     log.rewrite(Snapshot())
     for i in range(30):
-        log.append({**IFACE, "id": f"c{i}"})
-        log.append({"t": "release", "id": f"c{i}"})
-    log.append(IFACE)
+        log.append(dataclasses.replace(JOINED, container_id=f"c{i}"))
+        log.append(Left("bridge", f"c{i}"))
+    log.append(JOINED)
     log.close()
     with open(log.path, "rb") as f:
         lines = f.readlines()
     assert len(lines) < 15  # compacted on the way, not 61 lines
     assert not os.path.exists(log.path + ".tmp")
     fresh = StateLog(str(tmp_path))
-    assert fresh.load() == [] and list(fresh.snapshot.interfaces) == ["web"]
+    assert fresh.load() == [] and list(fresh.snapshot.endpoints) == [("bridge", "web")]
 
 
 def test_missing_file_is_an_empty_state(tmp_path):

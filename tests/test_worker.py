@@ -12,6 +12,7 @@ from typing import Any
 import trio
 import trio.testing
 
+from dockernetd.errors import FirewallFailed
 from dockernetd.kernel.firewall import FirewallError
 from dockernetd.kernel.worker import open_kernel_worker
 from dockernetd.rules import FILTER, Rule
@@ -55,7 +56,7 @@ def run_queued(*jobs: Any) -> tuple[RecordingFirewall, dict[str, Any]]:
             async def run(name: str, job: Any) -> None:
                 try:
                     outcomes[name] = await job(worker)
-                except FirewallError as exc:
+                except FirewallFailed as exc:
                     outcomes[name] = exc
 
             first_name, first = jobs[0]
@@ -87,7 +88,11 @@ def test_a_failing_group_is_retried_change_by_change():
         ("a", insert(A)), ("b", insert(B)), ("bad", insert(BAD)), ("c", insert(C))
     )
     assert firewall.commits == [([A], []), ([B], []), ([C], [])]
-    assert isinstance(outcomes["bad"], FirewallError)
+    # the firewall's refusal leaves the worker as the API's error, with the reason
+    assert isinstance(outcomes["bad"], FirewallFailed)
+    assert (
+        outcomes["bad"].message == "iptables: Bad rule (does a matching rule exist in that chain?)"
+    )
     assert (outcomes["a"], outcomes["b"], outcomes["c"]) == (None, None, None)
 
 

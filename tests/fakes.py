@@ -1,0 +1,147 @@
+"""A kernel and proxies in memory, so the handlers, portmapper, links and restore run without root.
+
+:class:`FakeKernel` answers the calls the daemon makes to the kernel worker: the
+firewall is a multiset of rules (a delete of a rule that is not there fails, as
+iptables' does), bridges a dict of name -> address, and the routes a list the
+test sets.  :class:`FakeProxies` binds nothing; a host port in ``taken`` fails
+to bind, as one held by another process would.  The real kernel is tested in
+integration/ against the same handlers.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Any
+
+from dockernetd.config import Config
+from dockernetd.driver import Driver, default_spec
+from dockernetd.errors import FirewallFailed
+from dockernetd.kernel import bridge as bridges
+from dockernetd.kernel.conntrack import forget_udp
+from dockernetd.kernel.firewall import Firewall
+from dockernetd.links import Links
+from dockernetd.network import Network, NetworkSpec, PortMapping
+from dockernetd.networks import Networks
+from dockernetd.portmapper import PortMapper
+from dockernetd.proxy import ProxyError
+from dockernetd.rules import Rule
+
+
+class FakeKernel:
+    def __init__(self) -> None:
+        self.rules: Counter[Rule] = Counter()
+        self.bridges: dict[str, IPv4Interface] = {}
+        self.routes: list[IPv4Network] = []
+        self.refuse = False  # every rule change fails, as a broken iptables would
+        self.commits = 0
+        self.forgotten_udp: list[tuple[IPv4Address, list[int]]] = []
+
+    async def change_rules(self, insert: Sequence[Rule] = (), delete: Sequence[Rule] = ()) -> None:
+        missing = Counter(delete) - self.rules
+        if self.refuse or missing:
+            raise FirewallFailed("iptables: Bad rule (does a matching rule exist in that chain?)")
+        self.rules = self.rules - Counter(delete) + Counter(insert)
+        self.commits += 1
+
+    async def remove_rules(self, rules: Sequence[Rule]) -> None:
+        self.rules -= Counter(rules)
+
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if fn is bridges.ensure_bridge:
+            name, address = args
+            self.bridges[name] = address
+        elif fn is bridges.delete_bridge:
+            self.bridges.pop(args[0], None)
+        elif fn is bridges.main_routes:
+            return list(self.routes)
+        elif fn is bridges.bridge_drift:
+            name, address = args
+            if self.bridges.get(name) != address:
+                return [{"kind": "bridge_missing", "bridge": name}]
+            return []
+        elif fn is forget_udp:
+            self.forgotten_udp.append((args[0], list(args[1])))
+        else:
+            raise AssertionError(f"the fake kernel does not do {fn.__name__}")
+        return None
+
+    async def firewall(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if fn is Firewall.reconcile:
+            (desired,) = args
+            wanted = Counter(desired)
+            missing, extra = wanted - self.rules, self.rules - wanted
+            self.rules = wanted
+            return list(missing.elements()), [r.save_line() for r in extra.elements()]
+        raise AssertionError(f"the fake firewall does not do {fn.__name__}")
+
+
+@dataclass
+class FakeProxy:
+    mapping: PortMapping
+    container_ip: IPv4Address
+    running: bool = True
+
+    async def stop(self) -> None:
+        self.running = False
+
+
+@dataclass
+class FakeProxies:
+    taken: set[tuple[IPv4Address, int, str]] = field(default_factory=set)
+    started: list[FakeProxy] = field(default_factory=list)
+
+    async def start(self, mapping: PortMapping, container_ip: IPv4Address) -> FakeProxy:
+        if (mapping.host_ip, mapping.host_port, mapping.proto) in self.taken:
+            raise ProxyError(
+                f"listen {mapping.proto} {mapping.host_ip}:{mapping.host_port}: "
+                "bind: address already in use"
+            )
+        proxy = FakeProxy(mapping, container_ip)
+        self.started.append(proxy)
+        return proxy
+
+    def running(self) -> list[PortMapping]:
+        return [p.mapping for p in self.started if p.running]
+
+
+def make_driver(
+    bridge: str = "172.17.42.1/16", config: Config | None = None, mtu: int = 1500
+) -> tuple[Driver, FakeKernel, FakeProxies]:
+    """A driver whose default network is up on ``bridge``, over a fake kernel."""
+    config = config or Config()
+    kernel, proxies = FakeKernel(), FakeProxies()
+    address = IPv4Interface(bridge)
+    kernel.bridges[config.bridge_name] = address
+    networks = Networks()
+    networks.add(Network(default_spec(config, address, mtu)))
+    fake: Any = kernel  # the worker's interface, duck-typed
+    driver = Driver(
+        networks,
+        PortMapper(fake, proxies, iptables=config.iptables),
+        Links(fake),
+        fake,
+        config,
+        mtu,
+        config.address_pools,
+    )
+    return driver, kernel, proxies
+
+
+def make_spec(
+    name: str = "bridge", bridge: str = "docker0", gateway: str = "172.17.42.1/16", **settings: Any
+) -> NetworkSpec:
+    """A network's settings with the defaults of a fresh network, some overridden."""
+    values: dict[str, Any] = {
+        "id": "0" * 64,
+        "ip_range": None,
+        "internal": False,
+        "icc": True,
+        "ip_masq": True,
+        "mtu": 1500,
+        "host_binding_ip": IPv4Address("0.0.0.0"),
+        **settings,
+    }
+    return NetworkSpec(name=name, bridge=bridge, gateway=IPv4Interface(gateway), **values)
