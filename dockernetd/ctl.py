@@ -31,13 +31,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="bridge, configuration and counts")
     sub.add_parser("list", help="container interfaces and their ports")
 
+    n = sub.add_parser("network", help="networks: create, ls, inspect, rm")
+    nsub = n.add_subparsers(dest="network_command", required=True, metavar="SUBCOMMAND")
+    nc = nsub.add_parser("create", help="a network with its own bridge and subnet")
+    nc.add_argument("name")
+    nc.add_argument("--subnet", help="e.g. 172.20.0.0/16 (default: the next free one)")
+    nc.add_argument("--gateway", help="the bridge's address (default: the subnet's first)")
+    nc.add_argument("--ip-range", dest="ip_range", help="hand out addresses only from here")
+    nc.add_argument("--bridge", help="the bridge device (default: br-<12 hex of the id>)")
+    nc.add_argument("--internal", action="store_true", help="no route out, no published ports")
+    nc.add_argument("--icc", type=_bool, help="containers may talk to each other (default: true)")
+    nc.add_argument("--ip-masq", dest="ip_masq", type=_bool, help="masquerade (default: true)")
+    nc.add_argument("--mtu", type=int)
+    nc.add_argument("--host-binding-ip", dest="host_binding_ip")
+    nsub.add_parser("ls", help="every network")
+    for name, text in (("inspect", "a network and its endpoints"), ("rm", "remove a network")):
+        nsub.add_parser(name, help=text).add_argument("name")
+
     a = sub.add_parser("allocate-interface", help="an address for a container")
     a.add_argument("id")
     a.add_argument("--ip", help="request this address")
     a.add_argument("--mac", help="request this MAC address")
+    a.add_argument("--network", help="on this network (default: bridge)")
 
     r = sub.add_parser("release-interface", help="free a container's address and ports")
     r.add_argument("id")
+    r.add_argument("--network", help="only on this network (default: on all)")
 
     ap = sub.add_parser("allocate-port", help="publish a container port on the host")
     ap.add_argument("id")
@@ -46,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--host-ip")
     ap.add_argument("--host-port", type=int, default=0)
     ap.add_argument("--count", type=int, help="publish CPORT..CPORT+COUNT-1 (allocate_port_range)")
+    ap.add_argument("--network", help="through the endpoint on this network")
 
     lk = sub.add_parser("link", help="allow a parent to reach a child's ports")
     lk.add_argument("action", choices=("add", "remove"))
@@ -53,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     lk.add_argument("child_ip", metavar="CHILD_IP")
     lk.add_argument("ports", metavar="PORT/PROTO", nargs="+")
     lk.add_argument("--ignore-errors", action="store_true")
+    lk.add_argument("--network", help="the network of both (default: bridge)")
 
     v = sub.add_parser("verify", help="compare the recorded state with the kernel")
     v.add_argument("--repair", action="store_true", help="put back what drifted")
@@ -70,11 +91,18 @@ def request_for(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         return "status", {}
     if command == "list":
         return "list_interfaces", {}
+    if command == "network":
+        return _network_request(args)
     if command == "allocate-interface":
-        params = {"id": args.id, "requested_ip": args.ip, "requested_mac": args.mac}
-        return "allocate_interface", {k: v for k, v in params.items() if v is not None}
+        params = {
+            "id": args.id,
+            "requested_ip": args.ip,
+            "requested_mac": args.mac,
+            "network": args.network,
+        }
+        return "allocate_interface", _given(params)
     if command == "release-interface":
-        return "release_interface", {"id": args.id}
+        return "release_interface", _given({"id": args.id, "network": args.network})
     if command == "allocate-port":
         params = {
             "id": args.id,
@@ -84,6 +112,8 @@ def request_for(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         }
         if args.host_ip:
             params["host_ip"] = args.host_ip
+        if args.network:
+            params["network"] = args.network
         if args.count is not None:
             return "allocate_port_range", {**params, "count": args.count}
         return "allocate_port", params
@@ -96,6 +126,7 @@ def request_for(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
             "child_ip": args.child_ip,
             "ports": args.ports,
             "ignore_errors": args.ignore_errors,
+            **_given({"network": args.network}),
         }
     params = json.loads(args.params)
     if not isinstance(params, dict):
@@ -103,18 +134,60 @@ def request_for(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     return args.method, params
 
 
+def _network_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    command = args.network_command
+    if command == "ls":
+        return "network_list", {}
+    if command == "inspect":
+        return "network_inspect", {"name": args.name}
+    if command == "rm":
+        return "network_delete", {"name": args.name}
+    settings = ("subnet", "gateway", "ip_range", "bridge", "icc", "ip_masq", "mtu")
+    params = _given({"name": args.name, **{k: getattr(args, k) for k in settings}})
+    if args.host_binding_ip:
+        params["host_binding_ip"] = args.host_binding_ip
+    if args.internal:
+        params["internal"] = True
+    return "network_create", params
+
+
+def _given(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _bool(text: str) -> bool:
+    if text not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"want true or false, not {text!r}")
+    return text == "true"
+
+
 def render(method: str, result: Any) -> str:
     """A result as a person reads it."""
+    if method == "network_list":
+        lines = [f"{'NAME':<20} {'BRIDGE':<16} {'SUBNET':<18} {'GATEWAY':<15} ENDPOINTS"]
+        for net in result:
+            internal = "  (internal)" if net["internal"] else ""
+            lines.append(
+                f"{net['name']:<20} {net['bridge']:<16} {net['subnet']:<18} "
+                f"{net['gateway']:<15} {net['endpoints']}{internal}"
+            )
+        return "\n".join(lines)
+    if method == "network_inspect":
+        settings = {k: v for k, v in result.items() if k != "endpoints"}
+        return render("", settings) + "\n\n" + render("list_interfaces", result["endpoints"])
     if method == "list_interfaces":
         if not result:
             return "no interfaces"
-        lines = [f"{'ID':<24} {'IP':<16} {'MAC':<18} PORTS"]
+        lines = [f"{'ID':<24} {'NETWORK':<16} {'IP':<16} {'MAC':<18} PORTS"]
         for iface in result:
             ports = ", ".join(
                 f"{p['host_ip']}:{p['host_port']}->{p['container_port']}/{p['proto']}"
                 for p in iface["ports"]
             )
-            lines.append(f"{iface['id']:<24} {iface['ip']:<16} {iface['mac_address']:<18} {ports}")
+            lines.append(
+                f"{iface['id']:<24} {iface['network']:<16} {iface['ip']:<16} "
+                f"{iface['mac_address']:<18} {ports}"
+            )
         return "\n".join(lines)
     if isinstance(result, dict):
         width = max((len(k) for k in result), default=0)

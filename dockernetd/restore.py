@@ -23,7 +23,7 @@ import logging
 from .driver import Driver, restore_network
 from .errors import ApiError, FirewallFailed, StartupError
 from .kernel.firewall import Firewall
-from .network import Network, NetworkSpec
+from .network import DEFAULT_NETWORK, Network, NetworkSpec
 from .proxy import ProxyError
 from .rules import owned_rules
 from .state import Joined, Linked, NetworkCreated, Published, Snapshot, StateLog
@@ -56,11 +56,11 @@ async def restore(driver: Driver, state: StateLog) -> Snapshot:
         await _reconcile_firewall(driver)
     state.rewrite(kept)
     log.info(
-        "state: restored %d networks, %d interfaces, %d ports, %d links",
-        len(kept.networks),
+        "state: restored %d interfaces, %d ports, %d links, %d networks",
         len(kept.endpoints),
         len(kept.ports),
         len(kept.links),
+        len(kept.networks),
     )
     return kept
 
@@ -90,7 +90,9 @@ async def _restore_network(driver: Driver, spec: NetworkSpec) -> bool:
 
 
 def _rejoin(driver: Driver, joined: Joined) -> bool:
-    described = f"interface {joined.container_id} ({joined.ip}) on {joined.network}"
+    described = f"interface {joined.container_id} ({joined.ip})"
+    if joined.network != DEFAULT_NETWORK:
+        described += f" on network {joined.network}"
     try:
         network = driver.networks.get(joined.network)
         driver.networks.join(network, joined.container_id, joined.ip, joined.mac_address)

@@ -45,18 +45,32 @@ BOOT_FORWARD = [
 # Every shape of rule the daemon writes, compiled with and without python-iptables'
 # final_check (which the per-operation path skips): the kernel bytes and masks must match.
 COMPILE_BOTH_WAYS = """
-from ipaddress import IPv4Address as A, IPv4Network
+from ipaddress import IPv4Address as A, IPv4Interface as I
 from dockernetd.kernel.firewall import Firewall
-from dockernetd.rules import boot_plan, link_rules, mapping_rules
+from dockernetd.network import Endpoint, Link, NetworkSpec, PortMapping
+from dockernetd.rules import (
+    OWN_FILTER_CHAINS, boot_plan, isolation_rules, link_rules, mapping_rules, network_rules
+)
+def spec(name, bridge, gateway, **settings):
+    values = dict(id="0" * 64, ip_range=None, internal=False, icc=True, ip_masq=True, mtu=1500,
+                  host_binding_ip=A("0.0.0.0"))
+    return NetworkSpec(name, bridge=bridge, gateway=I(gateway), **{**values, **settings})
 firewall = Firewall()
+for chain in OWN_FILTER_CHAINS:  # jumps into a chain need the chain
+    firewall._tables["filter"].create_chain(chain)
+web, db = (Endpoint(c, "bridge", A(ip), "02:42:00:00:00:00") for c, ip in
+           (("web", "172.17.0.2"), ("db", "10.0.0.9")))
 rules = [
-    *mapping_rules("docker0", "web", "tcp", A("0.0.0.0"), 8080, A("172.17.0.2"), 80),
-    *mapping_rules("br1", "db", "udp", A("192.0.2.1"), 5353, A("10.0.0.9"), 53),
-    *link_rules("docker0", A("172.17.0.2"), A("172.17.0.3"), "tcp", 5432),
+    *mapping_rules("docker0", web, PortMapping(A("0.0.0.0"), 8080, "tcp", 80)),
+    *mapping_rules("br1", db, PortMapping(A("192.0.2.1"), 5353, "udp", 53)),
+    *link_rules("docker0", Link("bridge", A("172.17.0.2"), A("172.17.0.3"), "tcp", 5432)),
 ]
 for icc in (True, False):
-    plan = boot_plan("docker0", IPv4Network("172.17.0.0/16"), icc=icc, ip_masq=True)
+    plan = boot_plan(spec("bridge", "docker0", "172.17.42.1/16", icc=icc))
     rules += [*plan.absent, *plan.present]  # (jumps to DOCKER need the chain)
+user = spec("web", "br-web", "172.18.0.1/16", icc=False)
+internal = spec("vault", "br-vault", "10.9.0.1/24", internal=True)
+rules += [*network_rules(user), *isolation_rules([user, internal])]
 for rule in rules:
     normalised = firewall._build(rule)
     compiled = firewall._compile(rule)
@@ -67,7 +81,7 @@ for rule in rules:
 
 def test_rules_compile_to_the_same_bytes_as_python_iptables_normalises_them(host):
     lines = host.exec(sys.executable, "-c", COMPILE_BOTH_WAYS).stdout.splitlines()
-    assert len(lines) == 16
+    assert len(lines) == 16 + 4 + 5
     assert [line for line in lines if not line.startswith("True ")] == []
 
 
