@@ -158,11 +158,12 @@ def _isolation_change(
 
 
 async def local_networks(driver: Driver) -> list[tuple[IPv4Network, str]]:
-    """What a new network's subnet must not overlap: routes, nameservers, networks."""
+    """What a new network's subnet must not overlap: networks, nameservers, routes (the
+    networks first: a network's bridge has a route of its subnet, and its name says more)."""
     routes = await driver.kernel.call(bridges.main_routes)
-    in_use = [(route, f"route {route}") for route in routes if route.prefixlen > 0]
+    in_use = [(n.spec.subnet, f"network {n.name}") for n in driver.networks]
     in_use += [(ns, f"nameserver {ns.network_address}") for ns in _nameservers(driver.config)]
-    in_use += [(n.spec.subnet, f"network {n.name}") for n in driver.networks]
+    in_use += [(route, f"route {route}") for route in routes if route.prefixlen > 0]
     return in_use
 
 

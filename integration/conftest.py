@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from netns import Daemon, Netns
+from netns import Daemon, Netns, wire_outside
 
 
 @pytest.fixture(autouse=True)
@@ -35,6 +35,14 @@ def make_netns() -> Iterator[Callable[[str], Netns]]:
 def host(make_netns: Callable[[str], Netns]) -> Netns:
     """The namespace the daemon runs in: the 'host' of the containers."""
     return make_netns("dnd-host")
+
+
+@pytest.fixture
+def outside(host: Netns, make_netns: Callable[[str], Netns]) -> Netns:
+    """Another machine on the host's uplink (netns.wire_outside)."""
+    ns = make_netns("dnd-out")
+    wire_outside(host, ns)
+    return ns
 
 
 @pytest.fixture

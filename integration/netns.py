@@ -135,19 +135,39 @@ class Daemon:
         return self.proc.returncode
 
 
-def attach_container(host: Netns, container: Netns, iface: dict[str, Any]) -> str:
+#: The "outside" machine (the ``outside`` fixture) and the host's address on their link.
+HOST_UPLINK = "192.0.2.1"
+OUTSIDE = "192.0.2.2"
+
+
+def wire_outside(host: Netns, outside: Netns) -> None:
+    """An uplink up0 from the host to a machine on 192.0.2.0/24 that has no route to any
+    bridge network: it reaches containers only through DNAT, they it only through
+    masquerade."""
+    host.ip("link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", outside.name)
+    host.ip("addr", "add", f"{HOST_UPLINK}/24", "dev", "up0")
+    host.ip("link", "set", "up0", "up")
+    outside.ip("addr", "add", f"{OUTSIDE}/24", "dev", "eth0")
+    outside.ip("link", "set", "eth0", "up")
+
+
+def attach_container(
+    host: Netns, container: Netns, iface: dict[str, Any], name: str = "eth0", *, route: bool = True
+) -> str:
     """Wire a container namespace into the bridge with the interface the daemon allocated.
 
     What a runtime does with allocate_interface's answer: a veth pair, one end in the
-    bridge, the other in the container with the given MAC, address, MTU and gateway.
+    bridge, the other in the container with the given MAC, address, MTU and gateway
+    (the default route goes through its first interface only: ``route``).
     """
     veth = f"v{uuid.uuid4().hex[:8]}"
-    host.ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", container.name)
+    host.ip("link", "add", veth, "type", "veth", "peer", "name", name, "netns", container.name)
     host.ip("link", "set", veth, "master", iface["bridge"], "up")
-    container.ip("link", "set", "eth0", "address", iface["mac_address"], "mtu", str(iface["mtu"]))
-    container.ip("addr", "add", f"{iface['ip']}/{iface['prefix_len']}", "dev", "eth0")
-    container.ip("link", "set", "eth0", "up")
-    container.ip("route", "add", "default", "via", iface["gateway"])
+    container.ip("link", "set", name, "address", iface["mac_address"], "mtu", str(iface["mtu"]))
+    container.ip("addr", "add", f"{iface['ip']}/{iface['prefix_len']}", "dev", name)
+    container.ip("link", "set", name, "up")
+    if route:
+        container.ip("route", "add", "default", "via", iface["gateway"])
     return veth
 
 

@@ -14,6 +14,8 @@ import pytest
 from dockernetd.client import RpcError
 
 from netns import (
+    HOST_UPLINK,
+    OUTSIDE,
     Netns,
     add_foreign_tagged_rule,
     attach_container,
@@ -21,9 +23,6 @@ from netns import (
     probe,
     start_echo_server,
 )
-
-HOST_UPLINK = "192.0.2.1"
-OUTSIDE = "192.0.2.2"
 
 BOOT_NAT = [
     ":PREROUTING ACCEPT",
@@ -109,17 +108,6 @@ def expected_boot(icc: bool, ip_masq: bool) -> dict[str, list[str]]:
     nat = BOOT_NAT + ([MASQUERADE] if ip_masq else [])
     icc_rule = f"-A FORWARD -i docker0 -o docker0 -j {'ACCEPT' if icc else 'DROP'}"
     return {"nat": nat, "filter": [*FILTER_CHAINS, *BOOT_FORWARD, icc_rule]}
-
-
-@pytest.fixture
-def outside(host: Netns, make_netns) -> Netns:
-    ns = make_netns("dnd-out")
-    host.ip("link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", ns.name)
-    host.ip("addr", "add", f"{HOST_UPLINK}/24", "dev", "up0")
-    host.ip("link", "set", "up0", "up")
-    ns.ip("addr", "add", f"{OUTSIDE}/24", "dev", "eth0")
-    ns.ip("link", "set", "eth0", "up")
-    return ns
 
 
 @pytest.fixture
