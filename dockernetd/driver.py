@@ -127,7 +127,8 @@ async def setup_network(driver: Driver, spec: NetworkSpec) -> None:
 
 
 async def teardown_network(driver: Driver, network: Network) -> None:
-    """Delete the rules and bridge of a network that has no endpoints (errors logged)."""
+    """Delete the rules and bridge of a network that has no endpoints (errors logged);
+    it is still one of ``driver.networks``, so the isolation rules of the others stay."""
     spec = network.spec
     if driver.config.iptables:
         specs = [n.spec for n in driver.networks]

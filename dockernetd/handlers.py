@@ -212,8 +212,8 @@ class Service:
     def _forget_network(self, network: Network) -> Callable[[], Awaitable[None]]:
         async def undo() -> None:
             driver = self._driver()
-            driver.networks.remove(network.name)
             await teardown_network(driver, network)
+            driver.networks.remove(network.name)
 
         return undo
 

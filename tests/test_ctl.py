@@ -36,6 +36,43 @@ def test_commands_map_to_methods():
     assert request("call", "status", '{"a": 1}') == ("status", {"a": 1})
 
 
+def test_network_commands_map_to_methods():
+    assert request("network", "ls") == ("network_list", {})
+    assert request("network", "inspect", "red") == ("network_inspect", {"name": "red"})
+    assert request("network", "rm", "red") == ("network_delete", {"name": "red"})
+    assert request("network", "create", "red") == ("network_create", {"name": "red"})
+    argv = ["--subnet", "10.1.0.0/24", "--icc", "false", "--internal", "--mtu", "9000"]
+    assert request("network", "create", "red", *argv) == (
+        "network_create",
+        {"name": "red", "subnet": "10.1.0.0/24", "icc": False, "internal": True, "mtu": 9000},
+    )
+    assert request("allocate-interface", "c", "--network", "red") == (
+        "allocate_interface",
+        {"id": "c", "network": "red"},
+    )
+    assert request("release-interface", "c", "--network", "red")[1] == {"id": "c", "network": "red"}
+    assert request("allocate-port", "c", "80", "--network", "red")[1]["network"] == "red"
+    assert (
+        request("link", "add", "10.1.0.2", "10.1.0.3", "80", "--network", "red")[1]["network"]
+        == "red"
+    )
+
+
+def test_networks_render_as_a_table():
+    net = {"name": "red", "bridge": "br-1", "subnet": "10.1.0.0/24", "gateway": "10.1.0.1"}
+    table = render("network_list", [{**net, "internal": True, "endpoints": 2}])
+    assert table.splitlines()[1].split() == [
+        "red",
+        "br-1",
+        "10.1.0.0/24",
+        "10.1.0.1",
+        "2",
+        "(internal)",
+    ]
+    inspected = render("network_inspect", {**net, "endpoints": []})
+    assert inspected.splitlines()[0] == "name     red" and inspected.endswith("no interfaces")
+
+
 def test_call_needs_an_object():
     with pytest.raises(ValueError):
         request("call", "status", "[1]")
@@ -50,6 +87,7 @@ def test_render_is_readable():
         [
             {
                 "id": "a",
+                "network": "bridge",
                 "ip": "172.17.0.2",
                 "mac_address": "m",
                 "ports": [
@@ -58,7 +96,7 @@ def test_render_is_readable():
             }
         ],
     )
-    assert "0.0.0.0:8080->80/tcp" in table
+    assert "0.0.0.0:8080->80/tcp" in table and "bridge" in table.splitlines()[1]
     assert render("list_interfaces", []) == "no interfaces"
 
 
