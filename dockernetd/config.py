@@ -101,8 +101,8 @@ class Config:
             "ip": self.ip,
             "mtu": self.mtu,
             "metrics-addr": self.metrics_addr,
-            "default-address-pools": [
-                {"base": str(pool.base), "size": pool.size} for pool in self.address_pools
+            "default-address-pools": [  # [] means Docker's defaults
+                {"base": str(pool.base), "size": pool.size} for pool in self.default_address_pools
             ],
         }
 

@@ -298,7 +298,13 @@ class Service:
     ) -> dict[str, Any]:
         pairs = [(host_port, container_port)]
         endpoint, [mapping] = await self._publish(id, network, proto, host_ip, pairs)
-        return {**mapping.public(), "container_ip": str(endpoint.ip)}
+        return {
+            "host_ip": str(mapping.host_ip),
+            "host_port": mapping.host_port,
+            "proto": mapping.proto,
+            "container_ip": str(endpoint.ip),
+            "container_port": mapping.container_port,
+        }
 
     async def allocate_port_range(
         self,

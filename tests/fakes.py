@@ -113,7 +113,7 @@ def make_driver(
     """A driver whose default network is up on ``bridge``, over a fake kernel."""
     config = config or Config()
     kernel, proxies = FakeKernel(), FakeProxies()
-    address = IPv4Interface(bridge)
+    address = config.bridge_address or IPv4Interface(bridge)
     kernel.bridges[config.bridge_name] = address
     networks = Networks()
     networks.add(Network(default_spec(config, address, mtu)))

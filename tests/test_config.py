@@ -192,6 +192,7 @@ def test_help_documents_every_flag(capsys):
         "--group",
         "--config-file",
         "--log-level",
+        "--default-address-pool",
     ):
         assert flag in out
 

@@ -15,6 +15,7 @@ from dockernetd.pools import parse_pool
 from dockernetd.rpc import Dispatcher
 from dockernetd.rules import ISOLATION_JUMP, network_rules
 from dockernetd.state import Snapshot, StateLog
+
 from fakes import FakeKernel, FakeProxies, make_driver
 from test_rpc import call, error_of
 

@@ -508,7 +508,7 @@ def test_rpc_discover_serves_the_openrpc_document():
     assert [m["name"] for m in doc["methods"]] == [m.name for m in METHODS]
     assert {"allocate_port", "link"} <= {m["name"] for m in doc["methods"]}
     codes = {e["code"] for e in doc["components"]["errors"].values()}
-    assert codes == set(range(1001, 1011))
+    assert codes == set(range(1001, 1018))
 
 
 def test_api_doc_covers_every_method_and_error():

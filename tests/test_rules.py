@@ -21,6 +21,7 @@ from dockernetd.rules import (
     owned_rule_counts,
     owned_rules,
 )
+
 from fakes import make_spec
 
 DOCKER0 = make_spec()

@@ -21,6 +21,7 @@ from dockernetd.state import (
     from_json,
     to_json,
 )
+
 from fakes import make_spec
 
 WEB_NET = make_spec("web", "br-web", "172.18.0.1/16", id="ab" * 32, icc=False)
