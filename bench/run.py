@@ -25,6 +25,7 @@ from typing import Any
 
 from common import ROOT, Daemon, row, rss_kib, summary
 from containers import bench_containers
+from networks import bench_networks
 from proxy import bench_proxy
 
 from dockernetd.client import Client, RpcError
@@ -424,6 +425,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "containers": bench_containers,
     "proxy": bench_proxy,
     "boot": bench_boot,
+    "networks": bench_networks,
 }
 
 

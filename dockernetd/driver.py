@@ -155,7 +155,8 @@ def _isolation_change(
 ) -> tuple[list[Rule], list[Rule]]:
     """The isolation rules to insert and to delete when the networks go from before to after."""
     old, new = isolation_rules(before), isolation_rules(after)
-    return [r for r in new if r not in old], [r for r in old if r not in new]
+    kept_old, kept_new = set(old), set(new)
+    return [r for r in new if r not in kept_old], [r for r in old if r not in kept_new]
 
 
 async def local_networks(driver: Driver) -> list[tuple[IPv4Network, str]]:

@@ -10,11 +10,10 @@ base=CIDR,size=N`` (repeatable) or the ``daemon.json`` key
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Network
-
-from .netutil import overlaps
 
 #: Smallest subnet worth a network: a gateway and two containers (Docker 1.4's allocator
 #: never hands out first + 1 or the broadcast address).
@@ -74,21 +73,37 @@ def choose_subnet(
 ) -> tuple[IPv4Network | None, list[str]]:
     """The first subnet of the pools overlapping nothing of ``in_use``, and why the ones
     before it were skipped.  ``in_use`` pairs a network with what it is ("route
-    10.0.0.0/8", "nameserver 10.0.0.2", "network web").  A clash larger than the
-    subnet is stepped over at once: a route 10.0.0.0/8 costs one step, not 65,536.
+    10.0.0.0/8", "nameserver 10.0.0.2", "network web"); a clash is named by the
+    nearest span, the first given of equal ones.
+
+    Each candidate costs one binary search, however many networks there are, and a
+    clash larger than the subnet is stepped over at once: a route 10.0.0.0/8 costs
+    one step, not 65,536.
     """
-    taken = list(in_use)
+    given = list(in_use)
+    order = sorted(range(len(given)), key=lambda i: (given[i][0].network_address, -i))
+    spans = [
+        (int(given[i][0].network_address), int(given[i][0].broadcast_address), given[i][1])
+        for i in order
+    ]  # by start; of equal starts the first given last, nearest
+    starts = [start for start, _, _ in spans]
+    reach: list[tuple[int, str]] = []  # of the spans starting so far: the furthest end, its name
+    for _, end, what in spans:
+        reach.append(max(reach[-1], (end, what)) if reach else (end, what))
     skipped: list[str] = []
     for pool in pools:
         step = 1 << (32 - pool.size)
-        start, end = int(pool.base.network_address), int(pool.base.broadcast_address)
-        while start <= end:
+        start, last = int(pool.base.network_address), int(pool.base.broadcast_address)
+        while start <= last:
             subnet = IPv4Network((start, pool.size))
-            clash = next(((net, what) for net, what in taken if overlaps(net, subnet)), None)
-            if clash is None:
+            before = bisect.bisect_right(starts, start + step - 1)  # spans starting in or before
+            if not before or reach[before - 1][0] < start:
                 return subnet, skipped
-            net, what = clash
-            past = min(max(start + step, int(net.broadcast_address) + 1), end + 1)
+            end, what = reach[before - 1]
+            _, nearest_end, nearest = spans[before - 1]
+            if nearest_end >= start:  # the closest clash says the most: "network web"
+                what = nearest
+            past = min(max(start + step, end + 1), last + 1)
             more = -(-past // step) - start // step - 1  # further subnets the clash covers
             skipped.append(f"{subnet}{f' (+{more} more)' if more else ''} overlaps {what}")
             start = -(-past // step) * step  # the next subnet boundary at or after past

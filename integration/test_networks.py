@@ -133,7 +133,9 @@ def test_an_internal_network_reaches_nothing_outside_and_publishes_nothing(topol
 def test_ports_are_published_through_each_network(topology, outside):
     daemon = topology.daemon
     daemon.call("allocate_port", id="r1", container_port=80, host_port=8081)
-    on_blue = daemon.call("allocate_port", id="rb", container_port=80, host_port=8082, network="blue")
+    on_blue = daemon.call(
+        "allocate_port", id="rb", container_port=80, host_port=8082, network="blue"
+    )
     on_red = daemon.call("allocate_port", id="rb", container_port=80, host_port=8083)  # its first
     assert (on_blue["container_ip"], on_red["container_ip"]) == (
         topology.ips["rb", "blue"],

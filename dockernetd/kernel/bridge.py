@@ -87,14 +87,17 @@ def bridge_drift(ctx: KernelContext, name: str, address: IPv4Interface) -> list[
 
 
 def ensure_bridge(ctx: KernelContext, name: str, address: IPv4Interface) -> None:
-    """The bridge exists, holds ``address`` and is up, whatever was missing (idempotent)."""
+    """The bridge exists, holds ``address`` and is up, whatever was missing (idempotent).
+
+    A bridge made here has no address yet: only one that existed is asked for its
+    addresses (a dump that grows with the host's addresses).
+    """
     netlink = ctx.netlink
-    if netlink.link(name) is None:
-        netlink.create_bridge(name, random_mac())
+    made = netlink.link(name) is None and netlink.create_bridge(name, random_mac())
     link = netlink.link(name)
     if link is None:
         raise BridgeSetupFailed(f"{name}: no such network interface after creating it")
-    if address not in netlink.ipv4_addresses(link.index):
+    if made or address not in netlink.ipv4_addresses(link.index):
         netlink.add_address(link.index, address)
     netlink.set_up(link.index)
 

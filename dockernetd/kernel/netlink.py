@@ -2,26 +2,33 @@
 
 Thin on purpose: each method is one or two kernel calls and returns plain
 values (``ipaddress`` objects, ints), so the decisions stay in the driver.
-pyroute2 0.9 leaks a queued ACK on every ``link("get")``/``link_lookup``, so
-links are looked up with a filtered dump instead.  Only the worker thread
-may call these methods.
+pyroute2 0.9 leaks a queued ACK on every ``link("get")``/``link_lookup``, and
+its filtered dump parses every link of the host (28 ms with 100 bridges), so a
+link is found by name with two ioctls instead (``if_nametoindex`` and
+``SIOCGIFFLAGS``, both answered in the calling thread's network namespace).
+Only the worker thread may call these methods.
 """
 
 from __future__ import annotations
 
+import fcntl
 import socket
+import struct
+import sys
 from ipaddress import IPv4Interface, IPv4Network
-from typing import Any
 
 MAIN_TABLE = 254
 EEXIST = 17
+SIOCGIFFLAGS = 0x8913
+IFF_UP = 0x1
+_IFREQ = struct.Struct("16sH22x")  # struct ifreq: the name, then ifr_flags in the union
 
 
 class LinkInfo:
-    def __init__(self, msg: Any) -> None:
-        self.index: int = msg["index"]
-        self.name: str = msg.get("ifname")
-        self.up: bool = bool(msg["flags"] & 1)  # IFF_UP
+    def __init__(self, index: int, name: str, flags: int) -> None:
+        self.index = index
+        self.name = name
+        self.up = bool(flags & IFF_UP)
 
 
 class Netlink:
@@ -30,12 +37,20 @@ class Netlink:
 
         self._ipr = IPRoute()
 
+        self._ioctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # for interface ioctls
+
     def close(self) -> None:
         self._ipr.close()
+        self._ioctl.close()
 
     def link(self, name: str) -> LinkInfo | None:
-        found = self._ipr.link("dump", ifname=name)
-        return LinkInfo(found[0]) if found else None
+        """The interface called ``name`` in this namespace, or None."""
+        try:
+            index = socket.if_nametoindex(name)
+            answer = fcntl.ioctl(self._ioctl, SIOCGIFFLAGS, _IFREQ.pack(name.encode(), 0))
+        except OSError:  # ENODEV (also when it went between the two calls)
+            return None
+        return LinkInfo(index, name, _IFREQ.unpack(answer)[1])
 
     def ipv4_addresses(self, index: int) -> list[IPv4Interface]:
         """The link's IPv4 addresses with their prefixes, in kernel order."""
@@ -45,12 +60,18 @@ class Netlink:
         ]
 
     def main_routes(self) -> list[IPv4Network]:
-        """Destinations of the IPv4 main table (the local table would overlap everything)."""
-        routes = []
-        for r in self._ipr.route("dump", family=socket.AF_INET, table=MAIN_TABLE):
-            dst = r.get("RTA_DST") or "0.0.0.0"
-            routes.append(IPv4Network(f"{dst}/{r['dst_len']}", strict=False))
-        return routes
+        """Destinations of the IPv4 main table (the local table would overlap everything).
+
+        Read from /proc/net/route, the main table of this namespace: pyroute2 takes
+        ~0.2 ms to parse each route of a dump, 20 ms with 100 networks' routes.
+        """
+        with open("/proc/net/route", encoding="ascii") as f:
+            rows = [line.split() for line in f.readlines()[1:]]
+        return [
+            IPv4Network((_address(row[1]), bin(_address(row[7])).count("1")), strict=False)
+            for row in rows
+            if len(row) > 7
+        ]
 
     def default_route_mtu(self) -> int | None:
         """The MTU of the first default route's interface, if there is one."""
@@ -63,8 +84,8 @@ class Netlink:
                     return mtu
         return None
 
-    def create_bridge(self, name: str, mac: str) -> None:
-        """Create a bridge; an existing device of that name is left as it is."""
+    def create_bridge(self, name: str, mac: str) -> bool:
+        """Create a bridge, True; an existing device of that name is left as it is, False."""
         from pyroute2.netlink.exceptions import NetlinkError
 
         try:
@@ -72,6 +93,8 @@ class Netlink:
         except NetlinkError as exc:
             if exc.code != EEXIST:
                 raise
+            return False
+        return True
 
     def add_address(self, index: int, address: IPv4Interface) -> None:
         self._ipr.addr(
@@ -87,6 +110,12 @@ class Netlink:
 
     def set_up(self, index: int) -> None:
         self._ipr.link("set", index=index, state="up")
+
+
+def _address(hex_text: str) -> int:
+    """A /proc/net/route address field (the network-order bytes printed as a host-order
+    number) as the address's integer."""
+    return int.from_bytes(int(hex_text, 16).to_bytes(4, sys.byteorder), "big")
 
 
 def enable_ip_forward() -> None:
