@@ -172,7 +172,13 @@ METHODS: tuple[Method, ...] = (
         "network_list",
         "Every network, bridge first, with its number of endpoints.",
         (),
-        {"type": "array", "items": NETWORK_OBJECT},
+        {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {**NETWORK_PROPERTIES, "endpoints": {"type": "integer"}},
+            },
+        },
         (NetworkDisabled,),
         query=True,
     ),

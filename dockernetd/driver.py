@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv4Network
 
 from .config import Config
-from .errors import FirewallFailed, StartupError
+from .errors import Conflict, FirewallFailed, StartupError
 from .ipam import BadSubnet
 from .jobs import Job, run_job
 from .kernel import bridge as bridges
@@ -113,8 +113,13 @@ def default_spec(config: Config, address: IPv4Interface, mtu: int) -> NetworkSpe
 
 
 async def setup_network(driver: Driver, spec: NetworkSpec) -> None:
-    """The bridge and rules of a new network, all or nothing (FirewallFailed, OSError)."""
-    await driver.kernel.call(bridges.ensure_bridge, spec.bridge, spec.gateway)
+    """The bridge and rules of a new network, all or nothing (Conflict, FirewallFailed)."""
+    try:
+        await driver.kernel.call(bridges.create_network_bridge, spec.bridge, spec.gateway)
+    except bridges.DeviceExists:
+        raise Conflict(
+            f"a network interface named {spec.bridge} exists already", bridge=spec.bridge
+        ) from None
     if not driver.config.iptables:
         return
     specs = [network.spec for network in driver.networks]
@@ -127,12 +132,12 @@ async def setup_network(driver: Driver, spec: NetworkSpec) -> None:
 
 
 async def teardown_network(driver: Driver, network: Network) -> None:
-    """Delete the rules and bridge of a network that has no endpoints (errors logged);
-    it is still one of ``driver.networks``, so the isolation rules of the others stay."""
+    """Delete the rules and bridge of a network already taken out of ``driver.networks``
+    (so nothing can join it meanwhile); errors are logged."""
     spec = network.spec
     if driver.config.iptables:
-        specs = [n.spec for n in driver.networks]
-        insert, delete = _isolation_change(specs, [s for s in specs if s is not spec])
+        others = [n.spec for n in driver.networks]
+        insert, delete = _isolation_change([*others, spec], others)
         links = [r for link in driver.links.of(spec.name) for r in link_rules(spec.bridge, link)]
         try:
             await driver.kernel.change_rules(insert=insert)

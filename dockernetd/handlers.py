@@ -212,8 +212,8 @@ class Service:
     def _forget_network(self, network: Network) -> Callable[[], Awaitable[None]]:
         async def undo() -> None:
             driver = self._driver()
-            await teardown_network(driver, network)
             driver.networks.remove(network.name)
+            await teardown_network(driver, network)
 
         return undo
 
@@ -228,10 +228,10 @@ class Service:
             # Recorded first: once it is, what teardown leaves behind belongs to no one,
             # and the next start's reconcile removes its rules.
             self._record([NetworkDeleted(name)])
+            driver.networks.remove(name)  # first: nothing joins it while its rules go
             await teardown_network(driver, network)
             for link in driver.links.of(name):
                 driver.links.active.pop(link)
-            driver.networks.remove(name)
         return network.spec.public()
 
     async def network_list(self) -> list[dict[str, Any]]:

@@ -107,13 +107,13 @@ class Collector:
         driver = self._service.driver
         in_use = GaugeMetricFamily(
             "dockernetd_addresses_in_use",
-            "Container addresses handed out, by network, bridge and pool",
-            labels=["network", "bridge", "pool"],
+            "Container addresses handed out, by bridge (one per network) and pool",
+            labels=["bridge", "pool"],
         )
         free = GaugeMetricFamily(
             "dockernetd_addresses_free",
-            "Container addresses left, by network, bridge and pool",
-            labels=["network", "bridge", "pool"],
+            "Container addresses left, by bridge (one per network) and pool",
+            labels=["bridge", "pool"],
         )
         mappings = GaugeMetricFamily(
             "dockernetd_port_mappings", "Published ports, by protocol", labels=["proto"]
@@ -122,7 +122,7 @@ class Collector:
         if driver is not None:
             for network in driver.networks:
                 spec = network.spec
-                labels = [spec.name, spec.bridge, str(spec.ip_range or spec.subnet)]
+                labels = [spec.bridge, str(spec.ip_range or spec.subnet)]
                 in_use.add_metric(labels, len(network.endpoints))
                 free.add_metric(labels, network.ips.capacity - len(network.endpoints))
             by_proto = Counter(m.proto for e in driver.networks.endpoints() for m in e.ports)

@@ -184,6 +184,13 @@ def test_verify_repairs_each_networks_bridge_and_isolation(topology):
 def test_delete_is_refused_while_endpoints_remain_then_leaves_nothing(host, make_daemon):
     daemon = make_daemon()
     before = (iptables_rules(host), [link["ifname"] for link in host.ip_json("link")])
+    with pytest.raises(RpcError) as taken:  # someone else's interface is never adopted
+        daemon.call("network_create", name="x", subnet="10.5.0.0/24", bridge="lo")
+    assert (taken.value.code, taken.value.message) == (
+        1010,
+        "a network interface named lo exists already",
+    )
+    assert host.ipv4_addresses("lo") == ["127.0.0.1/8"]
     daemon.call("network_create", name="red")
     daemon.call("network_create", name="vault", internal=True)
     daemon.call("allocate_interface", id="c", network="red")

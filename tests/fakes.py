@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
+import trio
+
 from dockernetd.config import Config
 from dockernetd.driver import Driver, default_spec
 from dockernetd.errors import FirewallFailed
@@ -38,8 +40,10 @@ class FakeKernel:
         self.refuse = False  # every rule change fails, as a broken iptables would
         self.commits = 0
         self.forgotten_udp: list[tuple[IPv4Address, list[int]]] = []
+        self.paused: trio.Event | None = None  # while set and not fired, calls wait on it
 
     async def change_rules(self, insert: Sequence[Rule] = (), delete: Sequence[Rule] = ()) -> None:
+        await trio.lowlevel.checkpoint()  # other tasks run meanwhile, as with the real worker
         missing = Counter(delete) - self.rules
         if self.refuse or missing:
             raise FirewallFailed("iptables: Bad rule (does a matching rule exist in that chain?)")
@@ -50,7 +54,15 @@ class FakeKernel:
         self.rules -= Counter(rules)
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if fn is bridges.ensure_bridge:
+        await trio.lowlevel.checkpoint()
+        if self.paused is not None:
+            await self.paused.wait()
+        if fn is bridges.create_network_bridge:
+            name, address = args
+            if name in self.bridges:
+                raise bridges.DeviceExists(name)
+            self.bridges[name] = address
+        elif fn is bridges.ensure_bridge:
             name, address = args
             self.bridges[name] = address
         elif fn is bridges.delete_bridge:

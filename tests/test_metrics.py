@@ -78,7 +78,7 @@ def test_a_scrape_reads_the_dispatchers_counts_and_the_model():
         samples["dockernetd_rpc_requests_total", (("method", "unknown"), ("outcome", "error"))] == 1
     )
     assert samples["dockernetd_rpc_errors_total", (("code", "-32600"),)] == 1
-    pool = (("bridge", "docker0"), ("network", "bridge"), ("pool", "172.17.0.0/16"))
+    pool = (("bridge", "docker0"), ("pool", "172.17.0.0/16"))
     assert samples["dockernetd_addresses_in_use", pool] == 1
     assert samples["dockernetd_proxy_connections_total", (("proto", "udp"),)] == 3
     assert ("dockernetd_boot_duration_seconds", ()) not in samples  # not ready yet

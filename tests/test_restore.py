@@ -6,12 +6,13 @@ import logging
 from collections import Counter
 
 import trio
-from test_networks import World
 
 from dockernetd.config import Config
 from dockernetd.restore import restore
 from dockernetd.rules import owned_rules
 from dockernetd.state import Snapshot, StateLog
+
+from test_network_handlers import World
 
 
 def recorded_world(tmp_path) -> World:

@@ -24,6 +24,10 @@ class NoAddress(Exception):
     """GetIfaceAddr failed: the bridge is missing or has no IPv4 address."""
 
 
+class DeviceExists(Exception):
+    """A new network's bridge name is taken by an interface the daemon did not make."""
+
+
 class BridgeSetupFailed(Exception):
     """A step of creating a bridge failed; the message says which, as Docker 1.4's did."""
 
@@ -65,6 +69,14 @@ def create_bridge(ctx: KernelContext, name: str, address: IPv4Interface) -> None
         raise BridgeSetupFailed(f"Unable to start network bridge: {exc}") from exc
 
 
+def create_network_bridge(ctx: KernelContext, name: str, address: IPv4Interface) -> None:
+    """A new network's bridge, addressed and up; DeviceExists if the name is taken (an
+    interface of someone else's is never adopted, let alone given an address)."""
+    if not ctx.netlink.create_bridge(name, random_mac()):
+        raise DeviceExists(name)
+    ensure_bridge(ctx, name, address, made=True)
+
+
 def bridge_drift(ctx: KernelContext, name: str, address: IPv4Interface) -> list[dict[str, Any]]:
     """How the bridge differs from what it should be (verify's entries); [] if it does not."""
     link = ctx.netlink.link(name)
@@ -86,14 +98,16 @@ def bridge_drift(ctx: KernelContext, name: str, address: IPv4Interface) -> list[
     return drift
 
 
-def ensure_bridge(ctx: KernelContext, name: str, address: IPv4Interface) -> None:
+def ensure_bridge(
+    ctx: KernelContext, name: str, address: IPv4Interface, *, made: bool = False
+) -> None:
     """The bridge exists, holds ``address`` and is up, whatever was missing (idempotent).
 
-    A bridge made here has no address yet: only one that existed is asked for its
+    A bridge just made has no address yet: only one that existed is asked for its
     addresses (a dump that grows with the host's addresses).
     """
     netlink = ctx.netlink
-    made = netlink.link(name) is None and netlink.create_bridge(name, random_mac())
+    made = made or (netlink.link(name) is None and netlink.create_bridge(name, random_mac()))
     link = netlink.link(name)
     if link is None:
         raise BridgeSetupFailed(f"{name}: no such network interface after creating it")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from ipaddress import IPv4Network
 from typing import Any
 
 import pytest
+import trio
+import trio.testing
 
 from dockernetd.config import Config
 from dockernetd.handlers import Service
+from dockernetd.jobs import Peer
 from dockernetd.pools import parse_pool
 from dockernetd.rpc import Dispatcher
 from dockernetd.rules import ISOLATION_JUMP, network_rules
@@ -18,6 +22,8 @@ from dockernetd.state import Snapshot, StateLog
 
 from fakes import FakeKernel, FakeProxies, make_driver
 from test_rpc import call, error_of
+
+PEER = Peer(pid=1, uid=0, gid=0)
 
 
 class World:
@@ -287,3 +293,25 @@ def test_inspect_shows_the_endpoints_with_their_ports(world):
 
 def test_unused_fakes_are_real_classes():
     assert FakeKernel().rules == Counter() and FakeProxies().started == []
+
+
+def test_nothing_joins_a_network_while_it_is_being_deleted(world):
+    world.ok("network_create", name="red")
+    answers: dict[str, Any] = {}
+
+    async def send(method: str, params: dict[str, Any]) -> None:
+        line = json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": 1})
+        answers[method] = json.loads(await world.dispatcher.handle_line(line.encode(), PEER))
+
+    async def main() -> None:
+        world.kernel.paused = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send, "network_delete", {"name": "red"})
+            await trio.testing.wait_all_tasks_blocked()  # the delete waits on the kernel
+            await send("allocate_interface", {"id": "late", "network": "red"})
+            world.kernel.paused.set()
+
+    trio.run(main)
+    assert "result" in answers["network_delete"]
+    assert answers["allocate_interface"]["error"]["code"] == 1011
+    assert world.ok("list_interfaces") == []
