@@ -168,6 +168,12 @@ class Service:
                 raise NetworkExists(f"{name} is a pre-defined network and cannot be created")
             if name in networks:
                 raise NetworkExists(f"network with name {name} already exists", network=name)
+            if internal and not self.config.iptables:  # it would route out, silently
+                raise InvalidParams(
+                    "Bad parameter: internal networks need --iptables: their isolation is "
+                    "firewall rules",
+                    param="internal",
+                )
             network_id = secrets.token_hex(32)
             device = bridge or f"br-{network_id[:12]}"
             if (holder := networks.on_bridge(device)) is not None:

@@ -205,6 +205,16 @@ def test_an_internal_network_publishes_nothing(world):
     assert not any("MASQUERADE" in r.save_line() for r in world.kernel.rules)
 
 
+def test_without_iptables_a_network_has_no_rules_and_cannot_be_internal(tmp_path):
+    world = World(Config(iptables=False, ip_masq=False, resolv_conf=str(tmp_path / "none")))
+    assert world.ok("network_create", name="red")["subnet"] == "172.18.0.0/16"
+    assert world.kernel.rules == Counter()
+    assert world.error("network_create", name="vault", internal=True)[:2] == (
+        -32602,
+        "Bad parameter: internal networks need --iptables: their isolation is firewall rules",
+    )
+
+
 def test_release_without_network_leaves_every_network(world):
     world.ok("network_create", name="red", subnet="10.1.0.0/24")
     world.ok("allocate_interface", id="c")
