@@ -230,6 +230,7 @@ METHODS: tuple[Method, ...] = (
             NetworkDisabled,
             Conflict,
             UnknownNetwork,
+            FirewallFailed,
         ),
     ),
     Method(

@@ -35,6 +35,7 @@ FILE_KEYS: dict[str, tuple[str, type]] = {
     "mtu": ("mtu", int),
     "log-level": ("log_level", str),
     "metrics-addr": ("metrics_addr", str),
+    "allow-direct-routing": ("allow_direct_routing", bool),
     "default-address-pools": ("default_address_pools", list),
 }
 
@@ -91,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
         "masquerade traffic leaving the bridge network (default: true; off when --iptables=false)",
     )
     flag_bool("--icc", "allow traffic between containers (default: true)")
+    flag_bool(
+        "--allow-direct-routing",
+        "let other hosts reach containers by their address, not only through published ports "
+        "(default: false, as Docker 28)",
+    )
     p.add_argument(
         "--ip",
         metavar="IP",
@@ -115,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="config_file",
         metavar="PATH",
         help="JSON file with Docker daemon.json keys: bridge, bip, fixed-cidr, iptables, "
-        "ip-forward, ip-masq, icc, ip, mtu, log-level, metrics-addr, default-address-pools; "
+        "ip-forward, ip-masq, icc, ip, mtu, log-level, metrics-addr, default-address-pools, "
+        "allow-direct-routing; "
         "a key may not also be "
         "given as a flag; SIGHUP re-reads it and applies log-level",
     )

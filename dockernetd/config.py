@@ -43,6 +43,7 @@ class Config:
     resolv_conf: str = "/etc/resolv.conf"
     state_dir: str = DEFAULT_STATE_DIR
     metrics_addr: str = ""
+    allow_direct_routing: bool = False  # Docker 28: containers reachable by address from outside
     default_address_pools: tuple[AddressPool, ...] = ()  # () means Docker's defaults
 
     # The addresses as the daemon uses them (the fields keep the flags' text, as given):
@@ -101,6 +102,7 @@ class Config:
             "ip": self.ip,
             "mtu": self.mtu,
             "metrics-addr": self.metrics_addr,
+            "allow-direct-routing": self.allow_direct_routing,
             "default-address-pools": [  # [] means Docker's defaults
                 {"base": str(pool.base), "size": pool.size} for pool in self.default_address_pools
             ],

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv4Network
 
@@ -25,12 +26,21 @@ from .kernel.firewall import Firewall
 from .kernel.worker import KernelWorker
 from .links import Links
 from .netutil import choose_bridge_address, nameservers
-from .network import DEFAULT_NETWORK, Network, NetworkSpec
+from .network import DEFAULT_NETWORK, Endpoint, Network, NetworkSpec
 from .networks import Networks
 from .pools import AddressPool
 from .portmapper import PortMapper
 from .proxy import ProxySupervisor
-from .rules import Rule, boot_plan, isolation_rules, link_rules, network_rules
+from .rules import (
+    Rule,
+    boot_plan,
+    direct_access_rule,
+    isolation_rules,
+    link_rules,
+    network_rules,
+    owned_rule_counts,
+    owned_rules,
+)
 
 log = logging.getLogger("dockernetd.driver")
 
@@ -52,6 +62,22 @@ class Driver:
     @property
     def default(self) -> Network:
         return self.networks.get(DEFAULT_NETWORK)
+
+    @property
+    def guards_direct_access(self) -> bool:
+        """Each endpoint gets Docker 28's raw-table guard (not with --allow-direct-routing)."""
+        return self.config.iptables and not self.config.allow_direct_routing
+
+    def owned_rules(self) -> list[Rule]:
+        """The rules the firewall should hold in the daemon's places (see rules.owned_rules)."""
+        return owned_rules(
+            self.networks, self.links.active, direct_access=self.guards_direct_access
+        )
+
+    def owned_rule_counts(self) -> Counter[str]:
+        return owned_rule_counts(
+            self.networks, len(self.links.active), direct_access=self.guards_direct_access
+        )
 
 
 async def init_networkdriver(
@@ -148,6 +174,19 @@ async def teardown_network(driver: Driver, network: Network) -> None:
         await driver.kernel.call(bridges.delete_bridge, spec.bridge)
     except OSError as exc:
         log.warning("network %s: bridge %s not deleted: %s", spec.name, spec.bridge, exc)
+
+
+async def open_endpoint(driver: Driver, network: Network, endpoint: Endpoint) -> None:
+    """A new endpoint's direct-access guard, unless direct routing is allowed (FirewallFailed)."""
+    if driver.guards_direct_access:
+        rule = direct_access_rule(network.spec.bridge, endpoint)
+        await driver.kernel.change_rules(insert=[rule])
+
+
+async def close_endpoint(driver: Driver, network: Network, endpoint: Endpoint) -> None:
+    """Take a released endpoint's guard away (a guard already gone is only logged)."""
+    if driver.guards_direct_access:
+        await driver.kernel.remove_rules([direct_access_rule(network.spec.bridge, endpoint)])
 
 
 async def restore_network(driver: Driver, spec: NetworkSpec) -> None:

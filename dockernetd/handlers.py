@@ -29,9 +29,17 @@ import trio
 from . import __version__
 from .api import Method
 from .config import Config
-from .driver import Driver, local_networks, setup_network, teardown_network
+from .driver import (
+    Driver,
+    close_endpoint,
+    local_networks,
+    open_endpoint,
+    setup_network,
+    teardown_network,
+)
 from .errors import (
     Conflict,
+    FirewallFailed,
     InvalidParams,
     NetworkDisabled,
     NetworkExists,
@@ -45,7 +53,7 @@ from .ipam import BadSubnet
 from .links import ADD_ACTIONS
 from .network import DEFAULT_NETWORK, Endpoint, Network, NetworkSpec, PortMapping
 from .pools import choose_subnet
-from .rules import boot_plan, owned_rule_counts
+from .rules import boot_plan
 from .state import (
     Joined,
     Left,
@@ -265,8 +273,14 @@ class Service:
             net = driver.networks.get(network)
             endpoint, new = driver.networks.join(net, id, requested_ip, requested_mac)
             if new:
+                try:
+                    await open_endpoint(driver, net, endpoint)
+                except FirewallFailed:
+                    driver.networks.leave(net, id)
+                    raise
 
                 async def undo() -> None:
+                    await close_endpoint(driver, net, endpoint)
                     driver.networks.leave(net, id)
 
                 record = Joined(net.name, id, endpoint.ip, endpoint.mac_address)
@@ -287,6 +301,7 @@ class Service:
             self._record([Left(net.name, id) for net in leaving])
             for net, endpoint in zip(leaving, endpoints, strict=True):
                 await driver.mapper.unmap(net.spec.bridge, endpoint, list(endpoint.ports))
+                await close_endpoint(driver, net, endpoint)
                 driver.networks.leave(net, id)
         result = {"id": id, "ip": str(endpoints[0].ip), "released_ports": released}
         if any(not net.spec.is_default for net in leaving):
@@ -413,8 +428,8 @@ class Service:
         if driver is None or not self.config.iptables:
             return Counter()
         plan = boot_plan(driver.default.spec)
-        return Counter(rule.table for rule in (*plan.present, *plan.jumps)) + owned_rule_counts(
-            driver.networks, len(driver.links.active)
+        return Counter(rule.table for rule in (*plan.present, *plan.jumps)) + (
+            driver.owned_rule_counts()
         )
 
     def summary(self) -> str:

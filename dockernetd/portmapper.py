@@ -26,7 +26,7 @@ from .kernel.worker import KernelWorker
 from .network import Endpoint, PortMapping
 from .ports import PortAllocator
 from .proxy import Proxy, ProxyError, ProxySupervisor
-from .rules import Rule, mapping_rules
+from .rules import Rule, publish_rules
 
 log = logging.getLogger("dockernetd.portmapper")
 
@@ -150,7 +150,7 @@ class PortMapper:
 
 
 def _rules_of(bridge: str, endpoint: Endpoint, mappings: Iterable[PortMapping]) -> list[Rule]:
-    return [rule for m in mappings for rule in mapping_rules(bridge, endpoint, m)]
+    return [rule for m in mappings for rule in publish_rules(bridge, endpoint, m)]
 
 
 def _udp_ports_by_address(mappings: Iterable[PortMapping]) -> dict[IPv4Address, list[int]]:

@@ -25,7 +25,6 @@ from .errors import ApiError, FirewallFailed, StartupError
 from .kernel.firewall import Firewall
 from .network import DEFAULT_NETWORK, Network, NetworkSpec
 from .proxy import ProxyError
-from .rules import owned_rules
 from .state import Joined, Linked, NetworkCreated, Published, Snapshot, StateLog
 
 log = logging.getLogger("dockernetd.restore")
@@ -130,7 +129,7 @@ async def _republish(driver: Driver, published: Published) -> bool:
 
 
 async def _reconcile_firewall(driver: Driver) -> None:
-    desired = owned_rules(driver.networks, driver.links.active)
+    desired = driver.owned_rules()
     try:
         added, removed = await driver.kernel.firewall(Firewall.reconcile, desired)
     except FirewallFailed as exc:  # "Unable to reconcile iptables: <why>"

@@ -34,11 +34,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from ipaddress import IPv4Network
 
 from .network import Endpoint, Link, Network, NetworkSpec, PortMapping
 
 NAT = "nat"
 FILTER = "filter"
+RAW = "raw"
 DOCKER_CHAIN = "DOCKER"
 OWNER_TAG = "dockernetd:"
 LINK_TAG = OWNER_TAG + "link"
@@ -123,6 +125,29 @@ STALE_JUMPS = (
     _rule(NAT, "PREROUTING", f"-j {DOCKER_CHAIN}"),
     _rule(NAT, "OUTPUT", f"-j {DOCKER_CHAIN}"),
 )
+
+
+LOOPBACK = IPv4Network("127.0.0.0/8")
+
+
+def direct_access_rule(bridge: str, endpoint: Endpoint) -> Rule:
+    """Docker 28's guard (moby#41872): a container is reached from off its bridge only
+    through a published port, never at its own address."""
+    return _rule(RAW, "PREROUTING", f"-d {endpoint.ip}/32 ! -i {bridge} -j DROP")
+
+
+def loopback_guard_rule(mapping: PortMapping) -> Rule | None:
+    """A port published on 127.0.0.0/8 is the host's own: a packet from another host
+    addressed to it (crafted; moby#45610) is dropped before DNAT could forward it."""
+    if mapping.host_ip not in LOOPBACK:
+        return None
+    proto = mapping.proto
+    return _rule(
+        RAW,
+        "PREROUTING",
+        f"-d {mapping.host_ip}/32 ! -i lo -p {proto} -m {proto} --dport {mapping.host_port} "
+        "-j DROP",
+    )
 
 
 #: The tables of the rules of one published port and of one link, in mapping_rules' and
@@ -225,36 +250,57 @@ def isolation_rules(specs: Iterable[NetworkSpec]) -> list[Rule]:
     return [*rules, ISOLATION_JUMP]
 
 
-def owned_rules(networks: Iterable[Network], links: Iterable[Link]) -> list[Rule]:
+def publish_rules(bridge: str, endpoint: Endpoint, mapping: PortMapping) -> list[Rule]:
+    """Every rule of one published port: its DNAT and FORWARD rules, and the loopback
+    guard when it is published on 127.0.0.0/8."""
+    guard = loopback_guard_rule(mapping)
+    return [*mapping_rules(bridge, endpoint, mapping), *([guard] if guard else [])]
+
+
+def owned_rules(
+    networks: Iterable[Network], links: Iterable[Link], *, direct_access: bool
+) -> list[Rule]:
     """Every rule the daemon owns beyond the default network's boot plan: what the firewall
-    should hold in the places that are all ours (restore reconciles to it, verify checks it)."""
+    should hold in the places that are all ours (restore reconciles to it, verify checks
+    it).  ``direct_access``: each endpoint has its direct-access guard."""
     networks = list(networks)
     bridges = {network.name: network.spec.bridge for network in networks}
     return [
         *(rule for network in networks for rule in network_rules(network.spec)),
         *(
+            direct_access_rule(network.spec.bridge, endpoint)
+            for network in networks
+            if direct_access
+            for endpoint in network.endpoints.values()
+        ),
+        *(
             rule
             for network in networks
             for endpoint in network.endpoints.values()
             for mapping in endpoint.ports
-            for rule in mapping_rules(network.spec.bridge, endpoint, mapping)
+            for rule in publish_rules(network.spec.bridge, endpoint, mapping)
         ),
         *(rule for link in links for rule in link_rules(bridges[link.network], link)),
         *isolation_rules(network.spec for network in networks),
     ]
 
 
-def owned_rule_counts(networks: Iterable[Network], links: int) -> Counter[str]:
+def owned_rule_counts(
+    networks: Iterable[Network], links: int, *, direct_access: bool
+) -> Counter[str]:
     """How many rules :func:`owned_rules` holds in each table, from the shapes of the
     mapping rules rather than built (5,000 mappings' rules take ~35 ms to build)."""
     networks = list(networks)
-    mappings = sum(network.port_mapping_count() for network in networks)
+    endpoints = [e for network in networks for e in network.endpoints.values()]
+    mappings = [m for endpoint in endpoints for m in endpoint.ports]
+    guarded = sum(m.host_ip in LOOPBACK for m in mappings)
     fixed = [
         *(rule for network in networks for rule in network_rules(network.spec)),
         *isolation_rules(network.spec for network in networks),
     ]
     return (
         Counter(rule.table for rule in fixed)
-        + Counter({t: n * mappings for t, n in Counter(MAPPING_RULE_TABLES).items()})
+        + Counter({RAW: guarded + (len(endpoints) if direct_access else 0)})
+        + Counter({t: n * len(mappings) for t, n in Counter(MAPPING_RULE_TABLES).items()})
         + Counter({t: n * links for t, n in Counter(LINK_RULE_TABLES).items()})
     )

@@ -22,7 +22,7 @@ from typing import Any
 from .driver import Driver
 from .kernel import bridge as bridges
 from .kernel.firewall import Firewall
-from .rules import boot_plan, owned_rules
+from .rules import boot_plan
 
 log = logging.getLogger("dockernetd.verify")
 
@@ -38,7 +38,7 @@ async def verify(driver: Driver, *, repair: bool) -> dict[str, Any]:
             await kernel.call(bridges.ensure_bridge, spec.bridge, spec.gateway)
     if driver.mapper.iptables:
         plan = boot_plan(driver.default.spec)
-        desired = owned_rules(driver.networks, driver.links.active)
+        desired = driver.owned_rules()
         missing, extra = await kernel.firewall(Firewall.drift, plan, desired)
         drift += [
             {"kind": "rule_missing", "table": r.table, "rule": r.save_line()} for r in missing

@@ -17,7 +17,7 @@ from dockernetd.handlers import Service
 from dockernetd.jobs import Peer
 from dockernetd.pools import parse_pool
 from dockernetd.rpc import Dispatcher
-from dockernetd.rules import ISOLATION_JUMP, network_rules
+from dockernetd.rules import ISOLATION_JUMP, RAW, direct_access_rule, network_rules
 from dockernetd.state import Snapshot, StateLog
 
 from fakes import FakeKernel, FakeProxies, make_driver
@@ -325,3 +325,31 @@ def test_nothing_joins_a_network_while_it_is_being_deleted(world):
     assert "result" in answers["network_delete"]
     assert answers["allocate_interface"]["error"]["code"] == 1011
     assert world.ok("list_interfaces") == []
+
+
+def test_each_endpoint_is_guarded_against_direct_access_until_released(world):
+    world.ok("network_create", name="red", subnet="10.1.0.0/24")
+    world.ok("allocate_interface", id="c", network="red")
+    red = world.driver.networks.get("red")
+    guard = direct_access_rule(red.spec.bridge, red.endpoint("c"))
+    assert world.kernel.rules[guard] == 1
+    world.ok("allocate_interface", id="c", network="red")  # the same again: no second guard
+    assert world.kernel.rules[guard] == 1
+    world.ok("release_interface", id="c")
+    assert world.kernel.rules[guard] == 0
+
+
+def test_an_endpoint_whose_guard_is_refused_is_not_held(world):
+    world.kernel.refuse = True
+    assert world.error("allocate_interface", id="c")[0] == 1008
+    world.kernel.refuse = False
+    assert world.ok("list_interfaces") == []
+    # its address is free again (the cursor moved on, as after any release: Docker 1.4's order)
+    assert world.ok("allocate_interface", id="c", requested_ip="172.17.0.2")["ip"] == "172.17.0.2"
+
+
+def test_allow_direct_routing_adds_no_guard(tmp_path):
+    world = World(Config(allow_direct_routing=True, resolv_conf=str(tmp_path / "none")))
+    world.ok("allocate_interface", id="c")
+    assert not any(rule.table == RAW for rule in world.kernel.rules)
+    assert world.ok("status")["config"]["allow-direct-routing"] is True

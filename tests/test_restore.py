@@ -9,7 +9,6 @@ import trio
 
 from dockernetd.config import Config
 from dockernetd.restore import restore
-from dockernetd.rules import owned_rules
 from dockernetd.state import Snapshot, StateLog
 
 from test_network_handlers import World
@@ -43,7 +42,7 @@ def test_everything_recorded_comes_back_and_the_firewall_holds_exactly_its_rules
         assert after.ok(method) == before.ok(method)
     assert after.ok("network_inspect", name="red") == before.ok("network_inspect", name="red")
     assert after.driver.links.active == before.driver.links.active
-    expected = owned_rules(after.driver.networks, after.driver.links.active)
+    expected = after.driver.owned_rules()
     assert after.kernel.rules == Counter(expected) == before.kernel.rules
     assert [p.mapping.host_port for p in after.proxies.started] == [8080]
     # the oldest endpoint is still b's first: ports without a network go through red

@@ -12,14 +12,18 @@ from dockernetd.rules import (
     LINK_RULE_TABLES,
     MAPPING_RULE_TABLES,
     NAT,
+    RAW,
     STALE_JUMPS,
     boot_plan,
+    direct_access_rule,
     isolation_rules,
     link_rules,
+    loopback_guard_rule,
     mapping_rules,
     network_rules,
     owned_rule_counts,
     owned_rules,
+    publish_rules,
 )
 
 from fakes import make_spec
@@ -174,9 +178,32 @@ def test_isolation_is_two_rules_per_network_and_one_jump():
 def test_owned_rules_are_counted_by_table_without_building_the_mappings():
     networks = [Network(DOCKER0), Network(WEB)]
     web = Endpoint("w", "web", IPv4Address("172.18.0.2"), "02:42:ac:12:00:02")
-    web.ports += [mapping("0.0.0.0", 80, "tcp", 80), mapping("0.0.0.0", 53, "udp", 53)]
+    web.ports += [mapping("0.0.0.0", 80, "tcp", 80), mapping("127.0.0.1", 53, "udp", 53)]
     networks[1].endpoints["w"] = web
     links = [link("172.18.0.2", "172.18.0.3", "tcp", 80, "web")]
-    owned = owned_rules(networks, links)
-    assert owned_rule_counts(networks, len(links)) == Counter(rule.table for rule in owned)
-    assert len(owned) == 4 + 2 * 2 + 2 + 5  # network, mappings, link, isolation
+    for direct_access in (True, False):
+        owned = owned_rules(networks, links, direct_access=direct_access)
+        counted = owned_rule_counts(networks, len(links), direct_access=direct_access)
+        assert counted == Counter(rule.table for rule in owned)
+        # network, mappings + the loopback guard, link, isolation, the endpoint's guard
+        assert len(owned) == 4 + (2 * 2 + 1) + 2 + 5 + direct_access
+
+
+def test_a_container_is_reached_off_its_bridge_only_through_published_ports():
+    guard = direct_access_rule("docker0", endpoint("web", "172.17.0.2"))
+    assert (guard.table, guard.save_line()) == (
+        RAW,
+        "-A PREROUTING -d 172.17.0.2/32 ! -i docker0 -j DROP",  # Docker 28's, exactly
+    )
+
+
+def test_a_port_on_loopback_is_guarded_against_other_hosts():
+    guard = loopback_guard_rule(mapping("127.0.0.1", 8080, "tcp", 80))
+    assert guard is not None and guard.save_line() == (
+        "-A PREROUTING -d 127.0.0.1/32 ! -i lo -p tcp -m tcp --dport 8080 -j DROP"
+    )
+    assert loopback_guard_rule(mapping("0.0.0.0", 8080, "tcp", 80)) is None
+    published = publish_rules(
+        "docker0", endpoint("web", "172.17.0.2"), mapping("127.0.0.2", 53, "udp", 53)
+    )
+    assert [r.table for r in published] == [NAT, FILTER, RAW]

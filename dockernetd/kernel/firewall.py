@@ -35,6 +35,7 @@ from ..rules import (
     NAT,
     OWN_FILTER_CHAINS,
     OWNER_TAG,
+    RAW,
     STALE_JUMPS,
     BootPlan,
     Rule,
@@ -89,7 +90,11 @@ class Firewall:
         import iptc  # a C library with global state: only here, only in the worker
 
         self._iptc = iptc
-        self._tables = {NAT: iptc.Table(iptc.Table.NAT), FILTER: iptc.Table(iptc.Table.FILTER)}
+        self._tables = {
+            NAT: iptc.Table(iptc.Table.NAT),
+            FILTER: iptc.Table(iptc.Table.FILTER),
+            RAW: iptc.Table(iptc.Table.RAW),
+        }
         for table in self._tables.values():
             table.autocommit = False  # we commit once per operation
         # python-iptables takes ~1 ms of Python to turn a rule into kernel bytes (and
@@ -132,7 +137,7 @@ class Firewall:
         repair, not per operation.  The isolation jump ends up first in FORWARD.
         """
         desired = list(desired)
-        with self._commit(NAT, FILTER):
+        with self._commit(NAT, FILTER, RAW):
             missing, extra = self._scan(desired, delete_extra=True)
             for rule in missing:
                 self._insert(rule)
@@ -172,13 +177,18 @@ class Firewall:
             by_key[key] = rule
             wanted[key] += 1
         extra: list[str] = []
-        shared = [(FILTER, "FORWARD"), (NAT, "POSTROUTING")]  # only tagged rules are ours
+        shared = {  # chains of everyone's: which of their rules are ours
+            (FILTER, "FORWARD"): _is_tagged,
+            (NAT, "POSTROUTING"): _is_tagged,
+            (RAW, "PREROUTING"): _is_guard,
+        }
         own = [(NAT, DOCKER_CHAIN), *((FILTER, chain) for chain in OWN_FILTER_CHAINS)]
         places = [*shared, *((t, c) for t, c in own if self._tables[t].is_chain(c))]
         for table, chain_name in places:
             chain = self._chain(table, chain_name)
+            ours = shared.get((table, chain_name))
             for rule in chain.rules:
-                if (table, chain_name) in shared and not _is_tagged(rule):
+                if ours is not None and not ours(rule):
                     continue
                 key = _key(rule)
                 if wanted[key] > 0:
@@ -336,6 +346,18 @@ class Firewall:
 def _is_tagged(rule: Any) -> bool:
     """Whether an iptc rule's comment says a dockernetd owns it."""
     return any(m.name == "comment" and str(m.comment).startswith(OWNER_TAG) for m in rule.matches)
+
+
+def _is_guard(rule: Any) -> bool:
+    """Whether a raw PREROUTING rule has the shape of our guards, which are untagged as
+    Docker 28's are: a DROP of one destination address arriving not on one interface
+    (a container's address off its bridge, or a loopback port off lo)."""
+    return (
+        rule.target.name == "DROP"
+        and rule.dst.endswith("/255.255.255.255")
+        and rule.in_interface is not None
+        and rule.in_interface.startswith("!")
+    )
 
 
 def _key(rule: Any) -> tuple[Any, ...]:
