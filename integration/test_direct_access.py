@@ -1,0 +1,101 @@
+"""Closed to direct access (Docker 28), with real packets from another host.
+
+The outside machine gets a route to the bridge network through the host, as a
+neighbour on the same segment could set one: it must still reach containers only
+through published ports.  And a port published on 127.0.0.1 must not be reachable
+by a crafted packet addressed to 127.0.0.1 (integration/craft.py).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+from netns import (
+    HOST_UPLINK,
+    OUTSIDE,
+    Netns,
+    attach_container,
+    probe,
+    start_echo_server,
+)
+
+HERE = Path(__file__).resolve().parent
+
+
+def raw_rules(ns: Netns) -> list[str]:
+    saved = ns.exec("iptables-legacy-save", "-t", "raw").stdout
+    return [line for line in saved.splitlines() if line.startswith("-A")]
+
+
+def routed_container(host, outside, make_netns, daemon, processes) -> tuple[Netns, dict]:
+    """A container with a server on :80, and a route to its network from outside."""
+    ns = make_netns("dnd-c")
+    iface = daemon.call("allocate_interface", id="web")
+    attach_container(host, ns, iface)
+    processes.append(start_echo_server(ns, "tcp", 80, "web"))
+    outside.ip("route", "add", "172.17.0.0/16", "via", HOST_UPLINK)
+    return ns, iface
+
+
+def tcp_segments_in(ns: Netns) -> int:
+    """The TCP segments the namespace has received (/proc/net/snmp Tcp: InSegs)."""
+    lines = [line.split() for line in ns.exec("cat", "/proc/net/snmp").stdout.splitlines()]
+    names, values = (line for line in lines if line[0] == "Tcp:")
+    return int(values[names.index("InSegs")])
+
+
+def crafted_reaches(outside: Netns, host: Netns, container: Netns, destination: str) -> bool:
+    """Whether a SYN crafted outside for destination:8080 arrives in the container."""
+    before = tcp_segments_in(container)
+    args = ("eth0", host.link("up0")["address"], OUTSIDE, destination, "8080")
+    outside.exec(sys.executable, str(HERE / "craft.py"), *args)
+    time.sleep(0.3)
+    return tcp_segments_in(container) > before
+
+
+def test_a_container_is_reached_from_outside_only_through_its_published_port(
+    host, outside, make_netns, make_daemon, processes
+):
+    daemon = make_daemon()
+    _, iface = routed_container(host, outside, make_netns, daemon, processes)
+    assert raw_rules(host) == ["-A PREROUTING -d 172.17.0.2/32 ! -i docker0 -j DROP"]
+    assert probe(outside, "tcp", iface["ip"], 80, timeout=1).startswith("ERR")
+    daemon.call("allocate_port", id="web", container_port=80, host_port=8080)
+    assert probe(outside, "tcp", HOST_UPLINK, 8080, "x") == f"web:{OUTSIDE}:x"
+    assert probe(host, "tcp", iface["ip"], 80, "h") == f"web:{iface['gateway']}:h"  # the host
+    daemon.stop(signal.SIGKILL)
+    again = make_daemon()
+    assert raw_rules(host) == ["-A PREROUTING -d 172.17.0.2/32 ! -i docker0 -j DROP"]
+    again.call("release_interface", id="web")
+    assert raw_rules(host) == []
+
+
+def test_allow_direct_routing_opens_it(host, outside, make_netns, make_daemon, processes):
+    daemon = make_daemon("--allow-direct-routing")
+    _, iface = routed_container(host, outside, make_netns, daemon, processes)
+    assert raw_rules(host) == []
+    assert probe(outside, "tcp", iface["ip"], 80, "d") == f"web:{OUTSIDE}:d"
+
+
+def test_a_port_on_loopback_is_closed_to_crafted_packets(
+    host, outside, make_netns, make_daemon, processes
+):
+    daemon = make_daemon()
+    web, _ = routed_container(host, outside, make_netns, daemon, processes)
+    daemon.call("allocate_port", id="web", container_port=80, host_ip="127.0.0.1", host_port=8080)
+    guard = "-A PREROUTING -d 127.0.0.1/32 ! -i lo -p tcp -m tcp --dport 8080 -j DROP"
+    assert guard in raw_rules(host)
+    assert probe(host, "tcp", "127.0.0.1", 8080, "l").startswith("web:")  # the host's own
+    assert not crafted_reaches(outside, host, web, "127.0.0.1")
+    # the attack is real: without the guard, the crafted packet reaches the container
+    host.exec("iptables-legacy", "-t", "raw", "-D", "PREROUTING", *guard.split()[2:])
+    assert crafted_reaches(outside, host, web, "127.0.0.1")
+    drift = daemon.call("verify")["drift"]
+    assert drift == [{"kind": "rule_missing", "table": "raw", "rule": guard}]
+    daemon.call("verify", repair=True)
+    assert not crafted_reaches(outside, host, web, "127.0.0.1")
+    daemon.call("release_interface", id="web")
+    assert raw_rules(host) == []
