@@ -53,9 +53,14 @@ class Topology:
         return not answer.startswith("ERR")
 
 
+#: Without Docker 28's direct-access guards, which drop what comes to a container's address
+#: off its bridge: isolation between networks is then the isolation chains' doing alone.
+FLAGS = ("--allow-direct-routing",)
+
+
 @pytest.fixture
 def topology(host, outside, make_daemon, make_netns, processes) -> Topology:
-    daemon = make_daemon()
+    daemon = make_daemon(*FLAGS)
     world = Topology(host, daemon, make_netns)
     daemon.call("network_create", name="red")
     daemon.call("network_create", name="blue", subnet="10.77.0.0/24", icc=False)
@@ -154,7 +159,7 @@ def test_a_restart_restores_every_network_address_and_port(topology, outside, ma
     networks, endpoints = daemon.call("network_list"), daemon.call("list_interfaces")
     rules = iptables_rules(topology.host)
     daemon.stop(signal.SIGKILL)
-    again = make_daemon()
+    again = make_daemon(*FLAGS)
     assert again.call("network_list") == networks
     assert again.call("list_interfaces") == endpoints
     assert iptables_rules(topology.host) == rules  # nothing added, removed or duplicated
@@ -179,6 +184,18 @@ def test_verify_repairs_each_networks_bridge_and_isolation(topology):
     assert host.ipv4_addresses(red["bridge"]) == ["172.18.0.1/16"]
     assert iptables_rules(host) == healthy
     assert not topology.reaches("b1", "a", "bridge")
+
+
+def test_the_direct_access_guards_isolate_networks_too(host, make_daemon, make_netns, processes):
+    daemon = make_daemon()
+    world = Topology(host, daemon, make_netns)
+    daemon.call("network_create", name="red")
+    for container, network in (("a", "bridge"), ("r1", "red")):
+        world.join(container, network)
+        processes.append(start_echo_server(world.containers[container], "tcp", 80, container))
+    host.exec("iptables-legacy", "-F", "DOCKER-ISOLATION-STAGE-2")
+    assert not world.reaches("r1", "a", "bridge")
+    assert not world.reaches("a", "r1", "red")
 
 
 def test_delete_is_refused_while_endpoints_remain_then_leaves_nothing(host, make_daemon):

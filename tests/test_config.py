@@ -193,6 +193,7 @@ def test_help_documents_every_flag(capsys):
         "--config-file",
         "--log-level",
         "--default-address-pool",
+        "--allow-direct-routing",
     ):
         assert flag in out
 
@@ -254,3 +255,10 @@ def test_metrics_addr_from_the_config_file(tmp_path):
     path = tmp_path / "daemon.json"
     path.write_text(json.dumps({"metrics-addr": "127.0.0.1:9323"}))
     assert parse_args(["--config-file", str(path)]).metrics_addr == "127.0.0.1:9323"
+
+
+def test_allow_direct_routing_is_off_unless_asked(tmp_path):
+    assert parse_args([]).allow_direct_routing is False
+    assert parse_args(["--allow-direct-routing"]).allow_direct_routing is True
+    path = write(tmp_path, {"allow-direct-routing": True})
+    assert parse_args(["--config-file", path]).public()["allow-direct-routing"] is True
