@@ -16,8 +16,8 @@ from common import Daemon, Namespace, attach, row, summary
 from dockernetd.client import Client
 
 
-def run_round(count: int) -> dict[str, Any]:
-    daemon = Daemon()
+def run_round(count: int, *flags: str) -> dict[str, Any]:
+    daemon = Daemon(*flags)
     containers = [Namespace() for _ in range(count)]
     setup, release, teardown = [], [], []
     try:
@@ -46,10 +46,21 @@ def run_round(count: int) -> dict[str, Any]:
 
 def bench_containers() -> dict[str, Any]:
     out = {f"n_{count}": run_round(count) for count in (50, 200)}
+    # the same without Docker 28's direct-access guard (one raw-table rule per container)
+    out["n_200_direct_routing"] = run_round(200, "--allow-direct-routing")
     print("containers (allocate_interface + veth into the bridge + one allocate_port; teardown)")
     for count in (50, 200):
         result = out[f"n_{count}"]
         print(row(f"setup, N={count}", result["setup"], "(netavark 79 ms, CNI 146 ms at N=200)"))
         print(row("  of which release_interface", result["release"]))
         print(row(f"teardown with veth delete, N={count}", result["teardown"], "(CNI DEL 238 ms)"))
+    unguarded = out["n_200_direct_routing"]
+    guard_cost = out["n_200"]["setup"]["median_us"] / unguarded["setup"]["median_us"]
+    print(
+        row(
+            "setup, N=200, --allow-direct-routing",
+            unguarded["setup"],
+            f"guarded/this {guard_cost:.2f}",
+        )
+    )
     return out
