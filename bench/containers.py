@@ -58,7 +58,7 @@ def bench_containers() -> dict[str, Any]:
     guard_cost = out["n_200"]["setup"]["median_us"] / unguarded["setup"]["median_us"]
     print(
         row(
-            "setup, N=200, --allow-direct-routing",
+            "setup, N=200, no direct-access guard",
             unguarded["setup"],
             f"guarded/this {guard_cost:.2f}",
         )
