@@ -36,6 +36,7 @@ FILE_KEYS: dict[str, tuple[str, type]] = {
     "log-level": ("log_level", str),
     "metrics-addr": ("metrics_addr", str),
     "allow-direct-routing": ("allow_direct_routing", bool),
+    "firewall-self-heal": ("firewall_self_heal", bool),
     "default-address-pools": ("default_address_pools", list),
 }
 
@@ -97,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         "let other hosts reach containers by their address, not only through published ports "
         "(default: false, as Docker 28)",
     )
+    flag_bool(
+        "--firewall-self-heal",
+        "notice within 0.5 s when another program changes the daemon's rules (iptables -F, "
+        "a firewall manager's reload) and put them back; false leaves that to verify --repair "
+        "(default: true)",
+    )
     p.add_argument(
         "--ip",
         metavar="IP",
@@ -122,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="JSON file with Docker daemon.json keys: bridge, bip, fixed-cidr, iptables, "
         "ip-forward, ip-masq, icc, ip, mtu, log-level, metrics-addr, default-address-pools, "
-        "allow-direct-routing; "
+        "allow-direct-routing, firewall-self-heal; "
         "a key may not also be "
         "given as a flag; SIGHUP re-reads it and applies log-level",
     )

@@ -44,6 +44,7 @@ class Config:
     state_dir: str = DEFAULT_STATE_DIR
     metrics_addr: str = ""
     allow_direct_routing: bool = False  # Docker 28: containers reachable by address from outside
+    firewall_self_heal: bool = True  # put back at once what another program changes of ours
     default_address_pools: tuple[AddressPool, ...] = ()  # () means Docker's defaults
 
     # The addresses as the daemon uses them (the fields keep the flags' text, as given):
@@ -103,6 +104,7 @@ class Config:
             "mtu": self.mtu,
             "metrics-addr": self.metrics_addr,
             "allow-direct-routing": self.allow_direct_routing,
+            "firewall-self-heal": self.firewall_self_heal,
             "default-address-pools": [  # [] means Docker's defaults
                 {"base": str(pool.base), "size": pool.size} for pool in self.default_address_pools
             ],

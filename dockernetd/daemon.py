@@ -46,6 +46,9 @@ log = logging.getLogger("dockernetd")
 
 SHUTDOWN_GRACE = 10.0
 STATUS_PERIOD = 5.0
+#: How often the firewall is asked whether another program changed it (one getsockopt
+#: per table): what another program removes of ours is back within this and a repair.
+FIREWALL_CHECK_PERIOD = 0.5
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -135,6 +138,8 @@ async def run(config: Config, argv: Sequence[str] = ()) -> None:
                         collector.boot_seconds = process_age()
                     if notifier.enabled:
                         nursery.start_soon(_inform_systemd, notifier, service)
+                    if driver is not None and config.iptables and config.firewall_self_heal:
+                        nursery.start_soon(_keep_firewall, service)
                     async for signum in signals:
                         if signum == signal.SIGHUP:
                             _reload(config, argv)
@@ -189,6 +194,12 @@ async def _inform_systemd(notifier: Notifier, service: Service) -> None:
             notifier.send(f"STATUS={status}")
             last = status
         await trio.sleep(period)
+
+
+async def _keep_firewall(service: Service) -> None:
+    while True:
+        await trio.sleep(FIREWALL_CHECK_PERIOD)
+        await service.heal_firewall()
 
 
 def _reload(running: Config, argv: Sequence[str]) -> None:

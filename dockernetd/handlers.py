@@ -50,6 +50,7 @@ from .errors import (
     PredefinedNetwork,
 )
 from .ipam import BadSubnet
+from .kernel.firewall import Firewall
 from .links import ADD_ACTIONS
 from .network import DEFAULT_NETWORK, Endpoint, Network, NetworkSpec, PortMapping
 from .pools import choose_subnet
@@ -142,6 +143,7 @@ class Service:
         self._gate = ChangeGate()
         self._network_changes = trio.Lock()
         self._started = time.monotonic()
+        self.firewall_repairs = 0  # drift entries put back without being asked
 
     async def run(self, method: Method, params: dict[str, Any]) -> Any:
         """Run the handler of ``method`` with checked params."""
@@ -422,6 +424,23 @@ class Service:
         async with self._gate.exclusive():
             return await verify(driver, repair=repair)
 
+    async def heal_firewall(self) -> None:
+        """Put back at once what another program changed of the daemon's rules.
+
+        Cheap when nothing changed (Firewall.changed_by_others); after a change by
+        anyone, one verify --repair, which logs each entry it put back.
+        """
+        driver = self.driver
+        if driver is None or not self.config.iptables:
+            return
+        if not await driver.kernel.firewall(Firewall.changed_by_others):
+            return
+        async with self._gate.exclusive():
+            drift = (await verify(driver, repair=True))["drift"]
+        if drift:
+            self.firewall_repairs += len(drift)
+            log.warning("firewall: another program changed our rules; %d put back", len(drift))
+
     def owned_rules(self) -> Counter[str]:
         """How many rules the daemon owns in each table: what verify would check."""
         driver = self.driver
@@ -461,6 +480,7 @@ class Service:
             "interfaces": driver.networks.endpoint_count() if driver else 0,
             "port_mappings": driver.networks.port_mapping_count() if driver else 0,
             "links": len(driver.links.active) if driver else 0,
+            "firewall_repairs": self.firewall_repairs,
             "uptime_s": round(time.monotonic() - self._started, 3),
         }
 

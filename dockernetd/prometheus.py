@@ -160,6 +160,11 @@ class Collector:
         for table, count in sorted(self._service.owned_rules().items()):
             rules.add_metric([table], count)
         yield rules
+        yield CounterMetricFamily(
+            "dockernetd_firewall_repairs",
+            "Drift entries put back after another program changed the daemon's rules",
+            value=self._service.firewall_repairs,
+        )
         commits = HistogramMetricFamily(
             "dockernetd_firewall_commit_duration_seconds",
             "Time to read, change and commit firewall tables, by the tables of the commit",

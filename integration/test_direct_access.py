@@ -83,7 +83,7 @@ def test_allow_direct_routing_opens_it(host, outside, make_netns, make_daemon, p
 def test_a_port_on_loopback_is_closed_to_crafted_packets(
     host, outside, make_netns, make_daemon, processes
 ):
-    daemon = make_daemon()
+    daemon = make_daemon("--firewall-self-heal=false")  # the guard deleted here must stay gone
     web, _ = routed_container(host, outside, make_netns, daemon, processes)
     daemon.call("allocate_port", id="web", container_port=80, host_ip="127.0.0.1", host_port=8080)
     guard = "-A PREROUTING -d 127.0.0.1/32 ! -i lo -p tcp -m tcp --dport 8080 -j DROP"

@@ -352,7 +352,7 @@ def test_release_frees_port_rules_and_proxy(host, make_daemon, container, proces
 def test_a_rule_deleted_behind_the_daemons_back_does_not_keep_the_others(
     host, make_daemon, container
 ):
-    daemon = make_daemon()
+    daemon = make_daemon("--firewall-self-heal=false")  # the drift made here must stay for the test
     container(daemon, "web")
     for host_port in (8080, 8081, 8082):
         daemon.call("allocate_port", id="web", container_port=80, host_port=host_port)
@@ -365,7 +365,7 @@ def test_a_rule_deleted_behind_the_daemons_back_does_not_keep_the_others(
 
 
 def test_a_firewall_failure_leaves_nothing_behind(host, make_daemon, container):
-    daemon = make_daemon()
+    daemon = make_daemon("--firewall-self-heal=false")  # the drift made here must stay for the test
     container(daemon, "web")
     # break the firewall behind the daemon's back: its DOCKER chain is gone
     for jump in (
@@ -519,7 +519,7 @@ def test_sigterm_with_idle_clients_connected_exits_promptly(make_daemon):
 def test_verify_finds_drift_and_repair_puts_it_back(
     host, outside, make_daemon, container, processes
 ):
-    daemon = make_daemon()
+    daemon = make_daemon("--firewall-self-heal=false")  # the drift made here must stay for the test
     ns, _ = container(daemon, "web")
     processes.append(start_echo_server(ns, "tcp", 80, "web"))
     daemon.call("allocate_port", id="web", container_port=80, host_port=8080)

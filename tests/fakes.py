@@ -41,6 +41,7 @@ class FakeKernel:
         self.commits = 0
         self.forgotten_udp: list[tuple[IPv4Address, list[int]]] = []
         self.paused: trio.Event | None = None  # while set and not fired, calls wait on it
+        self.changed_by_others = False  # what Firewall.changed_by_others answers next
 
     async def change_rules(self, insert: Sequence[Rule] = (), delete: Sequence[Rule] = ()) -> None:
         await trio.lowlevel.checkpoint()  # other tasks run meanwhile, as with the real worker
@@ -87,6 +88,16 @@ class FakeKernel:
             missing, extra = wanted - self.rules, self.rules - wanted
             self.rules = wanted
             return list(missing.elements()), [r.save_line() for r in extra.elements()]
+        if fn is Firewall.changed_by_others:
+            changed, self.changed_by_others = self.changed_by_others, False
+            return changed
+        if fn is Firewall.drift:  # the boot plan is left out: the fake holds owned rules only
+            _, desired = args
+            wanted = Counter(desired)
+            missing, extra = wanted - self.rules, self.rules - wanted
+            return list(missing.elements()), [r.save_line() for r in extra.elements()]
+        if fn is Firewall.setup:
+            return None
         raise AssertionError(f"the fake firewall does not do {fn.__name__}")
 
 

@@ -194,6 +194,7 @@ def test_help_documents_every_flag(capsys):
         "--log-level",
         "--default-address-pool",
         "--allow-direct-routing",
+        "--firewall-self-heal",
     ):
         assert flag in out
 
@@ -262,3 +263,10 @@ def test_allow_direct_routing_is_off_unless_asked(tmp_path):
     assert parse_args(["--allow-direct-routing"]).allow_direct_routing is True
     path = write(tmp_path, {"allow-direct-routing": True})
     assert parse_args(["--config-file", path]).public()["allow-direct-routing"] is True
+
+
+def test_firewall_self_heal_is_on_unless_turned_off(tmp_path):
+    assert parse_args([]).firewall_self_heal is True
+    assert parse_args(["--firewall-self-heal=false"]).firewall_self_heal is False
+    path = write(tmp_path, {"firewall-self-heal": False})
+    assert parse_args(["--config-file", path]).public()["firewall-self-heal"] is False

@@ -353,3 +353,17 @@ def test_allow_direct_routing_adds_no_guard(tmp_path):
     world.ok("allocate_interface", id="c")
     assert not any(rule.table == RAW for rule in world.kernel.rules)
     assert world.ok("status")["config"]["allow-direct-routing"] is True
+
+
+def test_self_healing_looks_only_after_a_change_and_puts_back_what_is_ours(world):
+    world.ok("allocate_interface", id="c")
+    world.ok("allocate_port", id="c", container_port=80, host_port=8080)
+    service = world.dispatcher._service
+    dnat = next(rule for rule in world.kernel.rules if rule.chain == "DOCKER")
+    world.kernel.rules[dnat] = 0  # gone, but nobody said the tables changed
+    trio.run(service.heal_firewall)
+    assert world.kernel.rules[dnat] == 0 and service.firewall_repairs == 0
+    world.kernel.changed_by_others = True
+    trio.run(service.heal_firewall)
+    assert world.kernel.rules[dnat] == 1 and service.firewall_repairs == 1
+    assert world.ok("status")["firewall_repairs"] == 1

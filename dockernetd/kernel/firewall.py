@@ -14,12 +14,15 @@ command.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import functools
 import glob
 import logging
 import os
 import re
+import socket
+import struct
 import sysconfig
 import time
 from collections import Counter
@@ -42,6 +45,7 @@ from ..rules import (
 )
 
 log = logging.getLogger("dockernetd.firewall")
+_libc = ctypes.CDLL(None, use_errno=True)
 
 XTABLES_LOCK = "/run/xtables.lock"
 LOCK_TIMEOUT = 10.0
@@ -54,6 +58,10 @@ _RULE_FIELDS = {
     "-o": "out_interface",
     "-p": "protocol",
 }
+
+
+IPT_SO_GET_INFO = 64  # linux/netfilter_ipv4/ip_tables.h: IPT_BASE_CTL
+_GET_INFO = struct.Struct("32sI5I5III")  # struct ipt_getinfo: name ... num_entries, size
 
 
 class FirewallError(Exception):
@@ -100,6 +108,40 @@ class Firewall:
         # python-iptables takes ~1 ms of Python to turn a rule into kernel bytes (and
         # again on delete); a published port's rules are compiled once.
         self._compiled = functools.lru_cache(maxsize=COMPILED_RULES)(self._compile)
+        self._info_socket = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        self._seen = self._table_sizes()  # the tables as our last commit or look left them
+        self._noticed = False  # another program's change, seen before one of our commits
+
+    def close(self) -> None:
+        self._info_socket.close()
+
+    # -- noticing others' changes ---------------------------------------------------------
+
+    def changed_by_others(self) -> bool:
+        """Whether a table changed since this firewall last committed or looked: one
+        getsockopt per table (its rule count and size), no read of any rule.
+
+        Another program's change (``iptables -F``, a firewall manager reloading) shows
+        here once; the caller then compares every rule (verify) and puts ours back.
+        """
+        now = self._table_sizes()
+        changed = self._noticed or now != self._seen
+        self._seen, self._noticed = now, False
+        return changed
+
+    def _table_sizes(self) -> tuple[tuple[int, int], ...]:
+        return tuple(self._table_size(name) for name in self._tables)
+
+    def _table_size(self, name: str) -> tuple[int, int]:
+        """(entries, bytes) of a table as the kernel holds it; (0, 0) if it is not loaded."""
+        request = bytearray(_GET_INFO.pack(name.encode(), 0, *[0] * 10, 0, 0))
+        size = ctypes.c_uint32(len(request))
+        buffer = (ctypes.c_char * len(request)).from_buffer(request)
+        fd = self._info_socket.fileno()
+        if _libc.getsockopt(fd, socket.IPPROTO_IP, IPT_SO_GET_INFO, buffer, ctypes.byref(size)):
+            return (0, 0)
+        *_, entries, length = _GET_INFO.unpack(bytes(request))
+        return entries, length
 
     # -- boot ---------------------------------------------------------------------------
 
@@ -274,6 +316,7 @@ class Firewall:
         committed is dropped at the next read.
         """
         started = time.perf_counter()
+        self._noticed |= self._table_sizes() != self._seen  # before ours hides it
         try:
             with _xtables_lock():
                 for name in tables:
@@ -283,6 +326,7 @@ class Firewall:
                     self._tables[name].commit()
         except (self._iptc.IPTCError, self._iptc.xtables.XTablesError, OSError) as exc:
             raise FirewallError(_reason(exc)) from exc
+        self._seen = self._table_sizes()  # our own change is not someone else's
         if self._commit_times is not None:
             self._commit_times.observe(tables, time.perf_counter() - started)
 

@@ -64,6 +64,8 @@ class KernelContext:
 
     def close(self) -> None:
         self.netlink.close()
+        if self._firewall is not None:
+            self._firewall.close()
         if self._conntrack is not None:
             self._conntrack.close()
 
