@@ -48,6 +48,8 @@ SUBNET = {"type": "string", "format": "ipv4-network"}
 NETWORK_NAME = {"type": "string", "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$"}
 #: A Linux interface name: 1-15 bytes (IFNAMSIZ 16 with the NUL).
 BRIDGE_NAME = {"type": "string", "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$"}
+#: A network namespace file (CNI_NETNS): an absolute path, checked to be one before use.
+NETNS_PATH = {"type": "string", "pattern": "^/[^\\x00]{0,4095}$"}
 NETWORK_PROPERTIES: dict[str, Any] = {
     "name": {"type": "string"},
     "id": {"type": "string"},
@@ -209,6 +211,18 @@ METHODS: tuple[Method, ...] = (
                 "this MAC instead of 02:42 + the IPv4 bytes",
             ),
             _NETWORK,
+            Param(
+                "netns",
+                NETNS_PATH,
+                "also wire the container in: a veth pair into this network namespace "
+                "(what a CNI plugin asks for)",
+            ),
+            Param(
+                "ifname",
+                BRIDGE_NAME,
+                "the name of the container's end in netns",
+                default="eth0",
+            ),
         ),
         {
             "type": "object",
@@ -232,6 +246,22 @@ METHODS: tuple[Method, ...] = (
             UnknownNetwork,
             FirewallFailed,
         ),
+    ),
+    Method(
+        "check_interface",
+        "What is wrong with an endpoint the daemon wired into a network namespace (CNI's "
+        "CHECK): its interface, address and default route; [] if nothing.",
+        (_ID, _NETWORK),
+        {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "network": {"type": "string"},
+                "problems": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        (UnknownContainer, UnknownNetwork, NetworkDisabled),
+        query=True,
     ),
     Method(
         "release_interface",

@@ -22,7 +22,9 @@ from .errors import Conflict, FirewallFailed, StartupError
 from .ipam import BadSubnet
 from .jobs import Job, run_job
 from .kernel import bridge as bridges
+from .kernel import plumbing
 from .kernel.firewall import Firewall
+from .kernel.plumbing import Plumbing
 from .kernel.worker import KernelWorker
 from .links import Links
 from .netutil import choose_bridge_address, nameservers
@@ -187,6 +189,36 @@ async def close_endpoint(driver: Driver, network: Network, endpoint: Endpoint) -
     """Take a released endpoint's guard away (a guard already gone is only logged)."""
     if driver.guards_direct_access:
         await driver.kernel.remove_rules([direct_access_rule(network.spec.bridge, endpoint)])
+
+
+async def plumb_endpoint(driver: Driver, network: Network, endpoint: Endpoint) -> None:
+    """Wire an endpoint into its namespace (OSError, NotANetns); see kernel/plumbing.py."""
+    attachment = endpoint.attachment
+    assert attachment is not None
+    spec = network.spec
+    plan = Plumbing(
+        netns=attachment.netns,
+        host_veth=attachment.host_veth,
+        ifname=attachment.ifname,
+        bridge=spec.bridge,
+        mac=endpoint.mac_address,
+        mtu=spec.mtu,
+        address=IPv4Interface((endpoint.ip, spec.subnet.prefixlen)),
+        gateway=spec.gateway.ip,
+    )
+    await driver.kernel.call(plumbing.plumb, plan)
+
+
+async def unplumb_endpoint(driver: Driver, endpoint: Endpoint) -> None:
+    """Delete the veth the daemon made for an endpoint, if it did (errors logged)."""
+    if endpoint.attachment is None:
+        return
+    try:
+        await driver.kernel.call(plumbing.unplumb, endpoint.attachment.host_veth)
+    except OSError as exc:
+        log.warning(
+            "%s: veth %s not deleted: %s", endpoint.container_id, endpoint.attachment.host_veth, exc
+        )
 
 
 async def restore_network(driver: Driver, spec: NetworkSpec) -> None:

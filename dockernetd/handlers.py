@@ -34,8 +34,10 @@ from .driver import (
     close_endpoint,
     local_networks,
     open_endpoint,
+    plumb_endpoint,
     setup_network,
     teardown_network,
+    unplumb_endpoint,
 )
 from .errors import (
     Conflict,
@@ -50,9 +52,18 @@ from .errors import (
     PredefinedNetwork,
 )
 from .ipam import BadSubnet
+from .kernel import plumbing
 from .kernel.firewall import Firewall
+from .kernel.plumbing import NotANetns
 from .links import ADD_ACTIONS
-from .network import DEFAULT_NETWORK, Endpoint, Network, NetworkSpec, PortMapping
+from .network import (
+    DEFAULT_NETWORK,
+    Attachment,
+    Endpoint,
+    Network,
+    NetworkSpec,
+    PortMapping,
+)
 from .pools import choose_subnet
 from .rules import boot_plan
 from .state import (
@@ -269,25 +280,63 @@ class Service:
         requested_ip: IPv4Address | None,
         requested_mac: str | None,
         network: str,
+        netns: str | None,
+        ifname: str,
     ) -> dict[str, Any]:
         driver = self._driver()
         async with self._gate.change(), self._containers.hold(id):
             net = driver.networks.get(network)
+            attachment = Attachment.named(netns, ifname, net.name, id) if netns else None
+            held = net.endpoints.get(id)
+            if held is not None and attachment is not None and held.attachment != attachment:
+                raise Conflict(f"container {id} is attached elsewhere on network {net.name}", id=id)
             endpoint, new = driver.networks.join(net, id, requested_ip, requested_mac)
             if new:
-                try:
-                    await open_endpoint(driver, net, endpoint)
-                except FirewallFailed:
-                    driver.networks.leave(net, id)
-                    raise
+                endpoint.attachment = attachment
+                await self._wire(driver, net, endpoint)
 
                 async def undo() -> None:
-                    await close_endpoint(driver, net, endpoint)
-                    driver.networks.leave(net, id)
+                    await self._unwire(driver, net, endpoint)
 
-                record = Joined(net.name, id, endpoint.ip, endpoint.mac_address)
+                record = Joined(net.name, id, endpoint.ip, endpoint.mac_address, attachment)
                 await self._record_or_undo([record], undo)
-            return net.describe(endpoint)
+            return _described(net, endpoint)
+
+    async def _wire(self, driver: Driver, network: Network, endpoint: Endpoint) -> None:
+        """A new endpoint's guard, and its veth when it has an attachment: all or nothing."""
+        try:
+            await open_endpoint(driver, network, endpoint)
+        except FirewallFailed:
+            driver.networks.leave(network, endpoint.container_id)
+            raise
+        if endpoint.attachment is None:
+            return
+        try:
+            await plumb_endpoint(driver, network, endpoint)
+        except NotANetns as exc:
+            await self._unwire(driver, network, endpoint)
+            raise InvalidParams(f"Bad parameter: netns {exc}", param="netns") from None
+        except OSError:
+            await self._unwire(driver, network, endpoint)
+            raise
+
+    async def _unwire(self, driver: Driver, network: Network, endpoint: Endpoint) -> None:
+        await unplumb_endpoint(driver, endpoint)
+        await close_endpoint(driver, network, endpoint)
+        driver.networks.leave(network, endpoint.container_id)
+
+    async def check_interface(self, id: str, network: str) -> dict[str, Any]:
+        """What is wrong with an endpoint the daemon wired in (CNI's CHECK): [] if nothing."""
+        net = self._driver().networks.get(network)
+        endpoint = net.endpoint(id)
+        attachment = endpoint.attachment
+        if attachment is None:
+            return {"id": id, "network": net.name, "problems": ["not attached by the daemon"]}
+        address = IPv4Interface((endpoint.ip, net.spec.subnet.prefixlen))
+        problems = await self._driver().kernel.call(
+            plumbing.inspect, attachment.netns, attachment.ifname, address
+        )
+        return {"id": id, "network": net.name, "problems": problems}
 
     async def release_interface(self, id: str, network: str | None) -> dict[str, Any]:
         driver = self._driver()
@@ -303,8 +352,7 @@ class Service:
             self._record([Left(net.name, id) for net in leaving])
             for net, endpoint in zip(leaving, endpoints, strict=True):
                 await driver.mapper.unmap(net.spec.bridge, endpoint, list(endpoint.ports))
-                await close_endpoint(driver, net, endpoint)
-                driver.networks.leave(net, id)
+                await self._unwire(driver, net, endpoint)
         result = {"id": id, "ip": str(endpoints[0].ip), "released_ports": released}
         if any(not net.spec.is_default for net in leaving):
             result["networks"] = [net.name for net in leaving]
@@ -498,10 +546,27 @@ def _gateway(subnet: IPv4Network, gateway: IPv4Address | None) -> IPv4Interface:
 
 def _endpoint(endpoint: Endpoint) -> dict[str, Any]:
     """An endpoint as list_interfaces and network_inspect show it."""
-    return {
+    shown = {
         "id": endpoint.container_id,
         "network": endpoint.network,
         "ip": str(endpoint.ip),
         "mac_address": endpoint.mac_address,
         "ports": [p.public() for p in endpoint.ports],
+    }
+    return {**shown, **_attachment(endpoint)}
+
+
+def _described(network: Network, endpoint: Endpoint) -> dict[str, Any]:
+    """allocate_interface's answer: Network.describe, and where it was wired in if it was."""
+    return {**network.describe(endpoint), **_attachment(endpoint)}
+
+
+def _attachment(endpoint: Endpoint) -> dict[str, Any]:
+    attachment = endpoint.attachment
+    if attachment is None:
+        return {}
+    return {
+        "netns": attachment.netns,
+        "ifname": attachment.ifname,
+        "host_veth": attachment.host_veth,
     }

@@ -13,6 +13,7 @@ the firewall rules, the proxy and the state file.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
@@ -101,6 +102,22 @@ class NetworkSpec:
         }
 
 
+@dataclass(frozen=True)
+class Attachment:
+    """Where the daemon itself wired an endpoint in (for a CNI plugin): a veth pair whose
+    container end is ``ifname`` in the namespace ``netns``."""
+
+    netns: str
+    ifname: str
+    host_veth: str
+
+    @staticmethod
+    def named(netns: str, ifname: str, network: str, container_id: str) -> Attachment:
+        """The host end is named after the endpoint: the same ADD again finds it."""
+        digest = hashlib.sha256(f"{network}/{container_id}".encode()).hexdigest()
+        return Attachment(netns, ifname, "dn" + digest[:13])  # 15 bytes, the most a name has
+
+
 @dataclass
 class Endpoint:
     """A container's interface on one network, and the ports published through it."""
@@ -110,6 +127,7 @@ class Endpoint:
     ip: IPv4Address
     mac_address: str
     ports: list[PortMapping] = field(default_factory=list)
+    attachment: Attachment | None = None
 
 
 class Network:

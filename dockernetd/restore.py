@@ -94,7 +94,10 @@ def _rejoin(driver: Driver, joined: Joined) -> bool:
         described += f" on network {joined.network}"
     try:
         network = driver.networks.get(joined.network)
-        driver.networks.join(network, joined.container_id, joined.ip, joined.mac_address)
+        endpoint, _ = driver.networks.join(
+            network, joined.container_id, joined.ip, joined.mac_address
+        )
+        endpoint.attachment = joined.attachment  # its veth outlives the daemon
     except ApiError as exc:
         log.warning("state: %s dropped: %s", described, exc.message)
         return False

@@ -27,7 +27,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from .netutil import parse_cidr, parse_ipv4, parse_mac
-from .network import DEFAULT_NETWORK, Link, NetworkSpec, PortMapping
+from .network import DEFAULT_NETWORK, Attachment, Link, NetworkSpec, PortMapping
 
 log = logging.getLogger("dockernetd.state")
 
@@ -54,6 +54,7 @@ class Joined:
     container_id: str
     ip: IPv4Address
     mac_address: str
+    attachment: Attachment | None = None
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,13 @@ def to_json(record: Record) -> dict[str, Any]:
             return {"t": "net", **spec.public(), "gateway": str(spec.gateway)}
         case NetworkDeleted(name):
             return {"t": "netdel", "name": name}
-        case Joined(network, container, ip, mac):
-            return {"t": "iface", "network": network, "id": container, "ip": str(ip), "mac": mac}
+        case Joined(network, container, ip, mac, attachment):
+            joined = {"t": "iface", "network": network, "id": container, "ip": str(ip), "mac": mac}
+            if attachment is not None:
+                joined.update(
+                    netns=attachment.netns, ifname=attachment.ifname, veth=attachment.host_veth
+                )
+            return joined
         case Left(network, container):
             return {"t": "release", "network": network, "id": container}
         case Published(network, container, mapping):
@@ -129,7 +135,10 @@ def from_json(obj: dict[str, Any]) -> Record:
         return NetworkDeleted(_text(obj["name"]))
     if kind == "iface":
         ip, mac = parse_ipv4(_text(obj["ip"])), parse_mac(_text(obj["mac"]))
-        return Joined(network, _text(obj["id"]), ip, mac)
+        attachment = None
+        if "netns" in obj:
+            attachment = Attachment(_text(obj["netns"]), _text(obj["ifname"]), _text(obj["veth"]))
+        return Joined(network, _text(obj["id"]), ip, mac, attachment)
     if kind == "release":
         return Left(network, _text(obj["id"]))
     if kind == "port":
@@ -173,7 +182,7 @@ class Snapshot:
                 self.networks[spec.name] = spec
             case NetworkDeleted(name):
                 self.networks.pop(name, None)
-            case Joined(network, container):
+            case Joined(network=network, container_id=container):
                 self.endpoints[network, container] = record
             case Left(network, container):
                 self.endpoints.pop((network, container), None)

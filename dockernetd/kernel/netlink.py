@@ -105,6 +105,15 @@ class Netlink:
             broadcast=str(address.network.broadcast_address),
         )
 
+    def add_veth(self, name: str, peer: str, peer_netns_fd: int) -> None:
+        """A veth pair whose ``peer`` end is created inside the namespace ``peer_netns_fd``."""
+        self._ipr.link(
+            "add", ifname=name, kind="veth", peer={"ifname": peer, "net_ns_fd": peer_netns_fd}
+        )
+
+    def enslave_and_up(self, index: int, master: int) -> None:
+        self._ipr.link("set", index=index, master=master, state="up")
+
     def delete_link(self, index: int) -> None:
         self._ipr.link("del", index=index)
 

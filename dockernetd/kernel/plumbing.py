@@ -1,0 +1,159 @@
+"""A container's interface in its network namespace: the veth pair a CNI plugin makes.
+
+Run on the kernel thread (``kernel.call``).  The namespace is given as a path (what
+CNI_NETNS is: ``/run/netns/<name>``, ``/proc/<pid>/ns/net``); it is checked to be a
+network namespace before anything is done with it.  The veth is created with its
+container end already inside the namespace (IFLA_NET_NS_FD); the container end is
+then configured through a netlink socket opened *in* that namespace: this thread
+enters it with setns(2) only while the socket is opened and leaves it at once
+(Python 3.11 has no os.setns, hence libc; the socket stays bound to the namespace
+it was opened in).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .worker import KernelContext
+
+log = logging.getLogger("dockernetd.plumbing")
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class NotANetns(ValueError):
+    """The path is not a network namespace (or cannot be opened)."""
+
+
+@dataclass(frozen=True)
+class Plumbing:
+    """What to make: the host end in ``bridge``, the container end in ``netns``."""
+
+    netns: str
+    host_veth: str
+    ifname: str
+    bridge: str
+    mac: str
+    mtu: int
+    address: IPv4Interface
+    gateway: IPv4Address
+
+
+def plumb(ctx: KernelContext, plan: Plumbing) -> None:
+    """Make the veth pair and configure the container end: MAC, MTU, address, up, and the
+    default route via the gateway.  A pair left by an earlier attempt is replaced."""
+    netlink = ctx.netlink
+    bridge = netlink.link(plan.bridge)
+    if bridge is None:
+        raise OSError(f"bridge {plan.bridge} is missing")
+    unplumb(ctx, plan.host_veth)
+    with open_netns(plan.netns) as fd:
+        netlink.add_veth(plan.host_veth, plan.ifname, fd)
+        try:
+            host = netlink.link(plan.host_veth)
+            assert host is not None
+            netlink.enslave_and_up(host.index, bridge.index)
+            with netlink_in(fd) as inside:
+                index = inside.link_lookup(ifname=plan.ifname)[0]
+                inside.link("set", index=index, address=plan.mac, mtu=plan.mtu)
+                inside.addr(
+                    "add",
+                    index=index,
+                    address=str(plan.address.ip),
+                    prefixlen=plan.address.network.prefixlen,
+                    broadcast=str(plan.address.network.broadcast_address),
+                )
+                inside.link("set", index=index, state="up")
+                inside.route("replace", dst="0.0.0.0/0", gateway=str(plan.gateway))
+        except BaseException:
+            unplumb(ctx, plan.host_veth)
+            raise
+
+
+def unplumb(ctx: KernelContext, host_veth: str) -> None:
+    """Delete the pair by its host end, if it is there (gone with its namespace, or never)."""
+    link = ctx.netlink.link(host_veth)
+    if link is not None:
+        ctx.netlink.delete_link(link.index)
+
+
+def inspect(ctx: KernelContext, netns: str, ifname: str, address: IPv4Interface) -> list[str]:
+    """What is wrong with a container's interface, [] if nothing: CNI's CHECK."""
+    try:
+        handle = open_netns(netns)
+    except NotANetns as exc:
+        return [str(exc)]
+    with handle as fd, netlink_in(fd) as inside:
+        found = inside.link_lookup(ifname=ifname)
+        if not found:
+            return [f"{ifname} is missing in {netns}"]
+        problems = []
+        held = [
+            IPv4Interface(f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}")
+            for a in inside.addr("dump", index=found[0], family=2)
+        ]
+        if address not in held:
+            problems.append(f"{ifname} does not hold {address}")
+        defaults = [r for r in inside.route("dump", family=2, table=254) if r["dst_len"] == 0]
+        if not defaults:
+            problems.append(f"no default route in {netns}")
+        return problems
+
+
+@contextlib.contextmanager
+def open_netns(path: str) -> Iterator[int]:
+    """An open descriptor of a network namespace file; NotANetns for anything else."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise NotANetns(f"{path}: {exc.strerror}") from None
+    try:
+        if not os.readlink(f"/proc/self/fd/{fd}").startswith("net:["):
+            raise NotANetns(f"{path} is not a network namespace")
+        yield fd
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def netlink_in(fd: int) -> Iterator[Any]:
+    """A pyroute2 IPRoute whose socket lives in the namespace ``fd``, closed on exit."""
+    from pyroute2 import IPRoute
+
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(fd)
+        try:
+            ipr = IPRoute()
+        finally:
+            _return_home(home)
+    finally:
+        os.close(home)
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def _return_home(home: int) -> None:
+    """Back to the daemon's namespace; if that fails, stop: every later call of this
+    thread would change the container's namespace instead of the host's."""
+    try:
+        _setns(home)
+    except OSError as exc:
+        log.critical("cannot return to the daemon's network namespace: %s; exiting", exc)
+        os._exit(70)  # EX_SOFTWARE; the state file has everything for the next start
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
