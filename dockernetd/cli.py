@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from . import __version__
-from .config import DEFAULT_SOCKET, LOG_LEVELS, Config, validate
+from .client import DEFAULT_SOCKET
+from .config import LOG_LEVELS, Config, validate
 from .errors import ConfigError
 from .pools import AddressPool, parse_pool, pool_of
 

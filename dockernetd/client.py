@@ -3,7 +3,8 @@
     with Client("/run/dockernetd/dockernetd.sock") as c:
         iface = c.call("allocate_interface", id="web1")
 
-One connection per Client; not to be shared between threads.
+One connection per Client; not to be shared between threads.  It imports only the
+standard library: the CNI plugin, exec'd for every container, uses it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import socket
 from types import TracebackType
 from typing import Any
 
-from .config import DEFAULT_SOCKET
+#: Where the daemon listens unless told otherwise (config.py and the units use this).
+DEFAULT_SOCKET = "/run/dockernetd/dockernetd.sock"
 
 
 class RpcError(Exception):

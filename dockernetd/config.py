@@ -14,12 +14,12 @@ from functools import cached_property
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
+from .client import DEFAULT_SOCKET
 from .errors import ConfigError
 from .netutil import parse_cidr, parse_host_port, parse_ipv4
 from .pools import DEFAULT_POOLS, AddressPool
 
 DEFAULT_BRIDGE = "docker0"
-DEFAULT_SOCKET = "/run/dockernetd/dockernetd.sock"
 DEFAULT_STATE_DIR = "/run/dockernetd"
 DISABLED_BRIDGE = "none"
 LOG_LEVELS = ("debug", "info", "warning", "error")

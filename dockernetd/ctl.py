@@ -14,8 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .client import Client, RpcError
-from .config import DEFAULT_SOCKET
+from .client import DEFAULT_SOCKET, Client, RpcError
 
 
 def build_parser() -> argparse.ArgumentParser:

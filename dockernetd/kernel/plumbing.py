@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import logging
 import os
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dockernetd.plumbing")
 CLONE_NEWNET = 0x40000000
+NS_GET_NSTYPE = 0xB703  # linux/nsfs.h: _IO(0xb7, 0x3)
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -116,7 +118,11 @@ def open_netns(path: str) -> Iterator[int]:
     except OSError as exc:
         raise NotANetns(f"{path}: {exc.strerror}") from None
     try:
-        if not os.readlink(f"/proc/self/fd/{fd}").startswith("net:["):
+        try:
+            kind = fcntl.ioctl(fd, NS_GET_NSTYPE)  # nsfs only: ENOTTY for any other file
+        except OSError:
+            kind = 0
+        if kind != CLONE_NEWNET:
             raise NotANetns(f"{path} is not a network namespace")
         yield fd
     finally:

@@ -1,0 +1,152 @@
+"""The CNI plugin, exec'd the way libcni runs plugins: the network configuration on
+stdin, the command and the container in the environment, JSON on stdout.
+
+Containers are namespaces of the test; the daemon runs in the "host" namespace and
+wires them in itself (allocate_interface with netns).  Real packets prove the wiring.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netns import HOST_UPLINK, OUTSIDE, Daemon, Netns, probe, start_echo_server
+
+PLUGIN = Path(sys.executable).parent / "dockernetd-cni"
+
+
+def cni(
+    daemon: Daemon,
+    command: str,
+    container: str = "c1",
+    ns: Netns | None = None,
+    version: str = "1.0.0",
+    **config: Any,
+) -> tuple[int, Any]:
+    """Run the plugin once; its exit code and its decoded output (None if it printed none)."""
+    conf = {"cniVersion": version, "name": "red-cni", "type": "dockernetd", "network": "red"}
+    conf.update(socket=daemon.socket, **config)
+    env = {
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": container,
+        "CNI_NETNS": f"/run/netns/{ns.name}" if ns else "",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": str(PLUGIN.parent),
+    }
+    done = subprocess.run(
+        [str(PLUGIN)], input=json.dumps(conf), env=env, capture_output=True, text=True, timeout=60
+    )
+    return done.returncode, json.loads(done.stdout) if done.stdout.strip() else None
+
+
+@pytest.fixture
+def daemon(make_daemon) -> Daemon:
+    started = make_daemon()
+    started.call("network_create", name="red")
+    return started
+
+
+def test_add_wires_the_container_in_and_del_takes_it_out(
+    daemon, host, outside, make_netns, processes
+):
+    ns = make_netns("dnd-c")
+    code, added = cni(daemon, "ADD", ns=ns)
+    assert code == 0, added
+    veth = added["interfaces"][0]["name"]
+    assert added == {
+        "cniVersion": "1.0.0",
+        "interfaces": [
+            {"name": veth},
+            {"name": "eth0", "mac": "02:42:ac:12:00:02", "sandbox": f"/run/netns/{ns.name}"},
+        ],
+        "ips": [{"address": "172.18.0.2/16", "gateway": "172.18.0.1", "interface": 1}],
+        "routes": [{"dst": "0.0.0.0/0", "gw": "172.18.0.1"}],
+        "dns": {},
+    }
+    assert ns.ipv4_addresses("eth0") == ["172.18.0.2/16"]
+    assert host.link(veth)["master"].startswith("br-")
+    processes.append(start_echo_server(outside, "tcp", 80, "outside"))
+    assert probe(ns, "tcp", OUTSIDE, 80, "hi") == f"outside:{HOST_UPLINK}:hi"  # masqueraded
+    assert cni(daemon, "CHECK", ns=ns) == (0, None)
+    ns.ip("addr", "flush", "dev", "eth0")
+    code, failed = cni(daemon, "CHECK", ns=ns)
+    assert (code, failed["code"]) == (1, 100)
+    assert failed["msg"] == (  # the route went with the address
+        f"eth0 does not hold 172.18.0.2/16; no default route in /run/netns/{ns.name}"
+    )
+    assert cni(daemon, "DEL", ns=ns) == (0, None)
+    assert host.link(veth) is None and ns.link("eth0") is None
+    assert daemon.call("list_interfaces") == []
+    assert cni(daemon, "DEL", ns=ns) == (0, None)  # again: still success
+
+
+def test_the_same_add_again_is_the_same_attachment(daemon, make_netns):
+    ns = make_netns("dnd-c")
+    first = cni(daemon, "ADD", ns=ns)
+    assert cni(daemon, "ADD", ns=ns) == first
+    other = make_netns("dnd-c")
+    code, refused = cni(daemon, "ADD", ns=other)
+    assert (code, refused["code"]) == (1, 101)
+    assert refused["msg"] == "container c1.eth0 is attached elsewhere on network red"
+
+
+def test_results_errors_and_versions(daemon, make_netns):
+    ns = make_netns("dnd-c")
+    assert cni(daemon, "VERSION") == (
+        0,
+        {"cniVersion": "1.0.0", "supportedVersions": ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]},
+    )
+    code, old = cni(daemon, "ADD", ns=ns, version="0.4.0")
+    assert code == 0 and old["ips"][0]["version"] == "4"
+    assert cni(daemon, "CHECK", ns=ns, version="0.3.1")[1]["code"] == 1
+    assert cni(daemon, "ADD", ns=ns, version="0.2.0")[1]["code"] == 1
+    assert cni(daemon, "ADD", container="c2")[1] == {
+        "cniVersion": "1.0.0",
+        "code": 4,
+        "msg": "missing CNI_NETNS",
+    }
+    code, refused = cni(daemon, "ADD", container="c3", ns=None, network="red")
+    assert refused["code"] == 4
+    env = {"CNI_COMMAND": "ADD"}
+    bad = subprocess.run([str(PLUGIN)], input="{not json", env=env, capture_output=True, text=True)
+    assert json.loads(bad.stdout)["code"] == 6 and bad.returncode == 1
+
+
+def test_a_path_that_is_not_a_namespace_is_refused_and_leaves_nothing(daemon, host):
+    conf = {"cniVersion": "1.0.0", "type": "dockernetd", "network": "red", "socket": daemon.socket}
+    env = {
+        "CNI_COMMAND": "ADD",
+        "CNI_CONTAINERID": "c9",
+        "CNI_NETNS": "/etc/hostname",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": "/",
+    }
+    done = subprocess.run(
+        [str(PLUGIN)], input=json.dumps(conf), env=env, capture_output=True, text=True
+    )
+    refused = json.loads(done.stdout)
+    assert refused["code"] == 101
+    assert refused["msg"] == "Bad parameter: netns /etc/hostname is not a network namespace"
+    assert daemon.call("list_interfaces") == []
+    assert not [link for link in host.ip_json("link") if link["ifname"].startswith("dn")]
+
+
+def test_del_after_the_namespace_is_gone_gc_and_status(daemon, host, make_netns, make_daemon):
+    one, two = make_netns("dnd-c"), make_netns("dnd-c")
+    assert cni(daemon, "ADD", "c1", one)[0] == 0
+    assert cni(daemon, "ADD", "c2", two)[0] == 0
+    one.delete()  # the runtime removed the container first: DEL must still succeed
+    assert cni(daemon, "DEL", "c1") == (0, None)
+    assert cni(daemon, "ADD", "c3", make_netns("dnd-c"))[0] == 0
+    valid = [{"containerID": "c2", "ifname": "eth0"}]
+    assert cni(daemon, "GC", version="1.1.0", **{"cni.dev/valid-attachments": valid}) == (0, None)
+    assert [e["id"] for e in daemon.call("list_interfaces")] == ["c2.eth0"]
+    assert cni(daemon, "STATUS", version="1.1.0") == (0, None)
+    assert cni(daemon, "STATUS", version="1.1.0", network="nope")[1]["code"] == 50
+    daemon.stop()
+    assert cni(daemon, "ADD", "c4", two)[1]["code"] == 11  # try again later
