@@ -98,7 +98,7 @@ async def init_networkdriver(
                     raise StartupError(f"Unable to set up {exc.message}") from exc
             if config.ip_forward:
                 await kernel.call(bridges.enable_ip_forward)
-        except OSError as exc:  # NetlinkError is an OSError
+        except OSError as exc:  # the netlink adapter raises the kernel's refusals as OSError
             raise StartupError(f"{config.bridge_name}: {exc}") from exc
         try:
             network = Network(spec)

@@ -16,6 +16,7 @@ containers run concurrently; network_create and network_delete one at a time.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import time
 from collections import Counter
@@ -316,9 +317,15 @@ class Service:
         except NotANetns as exc:
             await self._unwire(driver, network, endpoint)
             raise InvalidParams(f"Bad parameter: netns {exc}", param="netns") from None
-        except OSError:
+        except OSError as exc:  # the kernel refused: e.g. the name is taken in that namespace
             await self._unwire(driver, network, endpoint)
-            raise
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            attachment = endpoint.attachment
+            raise Conflict(
+                f"cannot wire {endpoint.container_id} into {attachment.netns} as "
+                f"{attachment.ifname}: {reason}",
+                id=endpoint.container_id,
+            ) from None
 
     async def _unwire(self, driver: Driver, network: Network, endpoint: Endpoint) -> None:
         await unplumb_endpoint(driver, endpoint)

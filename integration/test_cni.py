@@ -150,3 +150,13 @@ def test_del_after_the_namespace_is_gone_gc_and_status(daemon, host, make_netns,
     assert cni(daemon, "STATUS", version="1.1.0", network="nope")[1]["code"] == 50
     daemon.stop()
     assert cni(daemon, "ADD", "c4", two)[1]["code"] == 11  # try again later
+
+
+def test_a_name_taken_in_the_namespace_is_refused_and_leaves_nothing(daemon, host, make_netns):
+    ns = make_netns("dnd-c")
+    ns.ip("link", "add", "eth0", "type", "veth", "peer", "name", "other0")
+    code, refused = cni(daemon, "ADD", "c5", ns)
+    assert (code, refused["code"]) == (1, 101)
+    assert refused["msg"] == f"cannot wire c5.eth0 into /run/netns/{ns.name} as eth0: File exists"
+    assert daemon.call("list_interfaces") == []
+    assert not [link for link in host.ip_json("link") if link["ifname"].startswith("dn")]

@@ -11,17 +11,44 @@ Only the worker thread may call these methods.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import functools
+import os
 import socket
 import struct
 import sys
+from collections.abc import Callable, Iterator
 from ipaddress import IPv4Interface, IPv4Network
+from typing import Any, TypeVar
 
+F = TypeVar("F", bound=Callable[..., Any])
 MAIN_TABLE = 254
 EEXIST = 17
 SIOCGIFFLAGS = 0x8913
 IFF_UP = 0x1
 _IFREQ = struct.Struct("16sH22x")  # struct ifreq: the name, then ifr_flags in the union
+
+
+@contextlib.contextmanager
+def os_errors() -> Iterator[None]:
+    """pyroute2's NetlinkError (not an OSError in 0.9) as the OSError it reports, so the
+    callers' ``except OSError`` sees the kernel's refusals."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        yield
+    except NetlinkError as exc:
+        raise OSError(exc.code, os.strerror(exc.code)) from exc
+
+
+def _kernel_errors(method: F) -> F:
+    @functools.wraps(method)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        with os_errors():
+            return method(*args, **kwargs)
+
+    return wrapped  # type: ignore[return-value]
 
 
 class LinkInfo:
@@ -52,6 +79,7 @@ class Netlink:
             return None
         return LinkInfo(index, name, _IFREQ.unpack(answer)[1])
 
+    @_kernel_errors
     def ipv4_addresses(self, index: int) -> list[IPv4Interface]:
         """The link's IPv4 addresses with their prefixes, in kernel order."""
         return [
@@ -59,6 +87,7 @@ class Netlink:
             for a in self._ipr.addr("dump", index=index, family=socket.AF_INET)
         ]
 
+    @_kernel_errors
     def main_routes(self) -> list[IPv4Network]:
         """Destinations of the IPv4 main table (the local table would overlap everything).
 
@@ -73,6 +102,7 @@ class Netlink:
             if len(row) > 7
         ]
 
+    @_kernel_errors
     def default_route_mtu(self) -> int | None:
         """The MTU of the first default route's interface, if there is one."""
         for r in self._ipr.route("dump", family=socket.AF_INET, table=MAIN_TABLE):
@@ -84,6 +114,7 @@ class Netlink:
                     return mtu
         return None
 
+    @_kernel_errors
     def create_bridge(self, name: str, mac: str) -> bool:
         """Create a bridge, True; an existing device of that name is left as it is, False."""
         from pyroute2.netlink.exceptions import NetlinkError
@@ -96,6 +127,7 @@ class Netlink:
             return False
         return True
 
+    @_kernel_errors
     def add_address(self, index: int, address: IPv4Interface) -> None:
         self._ipr.addr(
             "add",
@@ -105,18 +137,22 @@ class Netlink:
             broadcast=str(address.network.broadcast_address),
         )
 
+    @_kernel_errors
     def add_veth(self, name: str, peer: str, peer_netns_fd: int) -> None:
         """A veth pair whose ``peer`` end is created inside the namespace ``peer_netns_fd``."""
         self._ipr.link(
             "add", ifname=name, kind="veth", peer={"ifname": peer, "net_ns_fd": peer_netns_fd}
         )
 
+    @_kernel_errors
     def enslave_and_up(self, index: int, master: int) -> None:
         self._ipr.link("set", index=index, master=master, state="up")
 
+    @_kernel_errors
     def delete_link(self, index: int) -> None:
         self._ipr.link("del", index=index)
 
+    @_kernel_errors
     def set_up(self, index: int) -> None:
         self._ipr.link("set", index=index, state="up")
 

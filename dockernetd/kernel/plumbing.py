@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from typing import TYPE_CHECKING, Any
 
+from .netlink import os_errors
+
 if TYPE_CHECKING:
     from .worker import KernelContext
 
@@ -57,7 +59,7 @@ def plumb(ctx: KernelContext, plan: Plumbing) -> None:
     if bridge is None:
         raise OSError(f"bridge {plan.bridge} is missing")
     unplumb(ctx, plan.host_veth)
-    with open_netns(plan.netns) as fd:
+    with open_netns(plan.netns) as fd, os_errors():
         netlink.add_veth(plan.host_veth, plan.ifname, fd)
         try:
             host = netlink.link(plan.host_veth)
@@ -93,7 +95,7 @@ def inspect(ctx: KernelContext, netns: str, ifname: str, address: IPv4Interface)
         handle = open_netns(netns)
     except NotANetns as exc:
         return [str(exc)]
-    with handle as fd, netlink_in(fd) as inside:
+    with handle as fd, netlink_in(fd) as inside, os_errors():
         found = inside.link_lookup(ifname=ifname)
         if not found:
             return [f"{ifname} is missing in {netns}"]
