@@ -9,7 +9,7 @@ APT_PACKAGES := gcc libc6-dev python3-dev python3-venv pkg-config libsystemd-dev
 STAMP := $(VENV)/.installed
 SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
 
-.PHONY: install apt-deps run demo lint test unit integration clean systemd-units install-systemd bench
+.PHONY: install apt-deps run demo lint test unit integration clean systemd-units install-systemd bench cni-plugin
 
 install: apt-deps $(STAMP)
 
@@ -44,6 +44,10 @@ demo: install
 # The units for this checkout (its .venv), in build/systemd/.
 systemd-units: install
 	bash contrib/systemd/render.sh . build/systemd
+
+# The CNI plugin launcher for this checkout, in build/cni/dockernetd (see the README).
+cni-plugin: install
+	bash contrib/cni/render.sh . build/cni
 
 # Installs the units on this machine (it does not start them): then
 # `systemctl enable --now dockernetd.socket`. Flags go in /etc/default/dockernetd.

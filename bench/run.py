@@ -23,6 +23,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Interface
 from typing import Any
 
+from cni import bench_cni
 from common import ROOT, Daemon, row, rss_kib, summary
 from containers import bench_containers
 from networks import bench_networks
@@ -426,6 +427,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "proxy": bench_proxy,
     "boot": bench_boot,
     "networks": bench_networks,
+    "cni": bench_cni,
 }
 
 

@@ -160,3 +160,26 @@ def test_a_name_taken_in_the_namespace_is_refused_and_leaves_nothing(daemon, hos
     assert refused["msg"] == f"cannot wire c5.eth0 into /run/netns/{ns.name} as eth0: File exists"
     assert daemon.call("list_interfaces") == []
     assert not [link for link in host.ip_json("link") if link["ifname"].startswith("dn")]
+
+
+def test_the_rendered_launcher_is_the_same_plugin(daemon, make_netns, tmp_path):
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run(
+        ["bash", str(root / "contrib/cni/render.sh"), str(root), str(tmp_path)], check=True
+    )
+    launcher = tmp_path / "dockernetd"
+    assert launcher.read_text().startswith(f"#!{root}/.venv/bin/python -IS\n")
+    ns = make_netns("dnd-c")
+    conf = {"cniVersion": "1.1.0", "type": "dockernetd", "network": "red", "socket": daemon.socket}
+    env = {
+        "CNI_COMMAND": "ADD",
+        "CNI_CONTAINERID": "viaLauncher",
+        "CNI_NETNS": f"/run/netns/{ns.name}",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": str(tmp_path),
+    }
+    done = subprocess.run(
+        [str(launcher)], input=json.dumps(conf), env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["ips"][0]["address"] == "172.18.0.2/16"
