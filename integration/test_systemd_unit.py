@@ -163,3 +163,31 @@ def test_watchdog_and_reload(box: Box):
     box.run("systemctl", "reload", "dockernetd", check=True)
     box.wait_for(lambda: "SIGHUP: configuration reloaded, log level info" in box.messages())
     assert box.run("systemctl", "is-active", "dockernetd").stdout.strip() == "active"
+
+
+CNI_CONF = json.dumps({"cniVersion": "1.0.0", "type": "dockernetd", "network": "bridge"})
+CNI_ENV = ("CNI_CONTAINERID=c1", "CNI_NETNS=/run/netns/c1", "CNI_IFNAME=eth0", "CNI_PATH=/")
+
+
+def cni(box: Box, command: str) -> subprocess.CompletedProcess[str]:
+    plugin = f"{ROOT}/.venv/bin/dockernetd-cni"
+    return box.run("env", f"CNI_COMMAND={command}", *CNI_ENV, plugin, input=CNI_CONF)
+
+
+def test_the_hardened_unit_refuses_to_enter_namespaces_and_the_cni_drop_in_allows_it(box: Box):
+    box.run("systemctl", "start", "dockernetd.socket", check=True)
+    box.sh("ip netns add c1")
+    refused = cni(box, "ADD")
+    assert refused.returncode == 1
+    assert "Operation not permitted" in json.loads(refused.stdout)["msg"]
+    box.sh(
+        "mkdir -p /etc/systemd/system/dockernetd.service.d && "
+        f"cp {ROOT}/contrib/systemd/cni.conf /etc/systemd/system/dockernetd.service.d/ && "
+        "systemctl daemon-reload && systemctl restart dockernetd.service"
+    )
+    added = cni(box, "ADD")
+    assert added.returncode == 0, added.stdout + added.stderr + box.messages()
+    assert json.loads(added.stdout)["ips"][0]["address"] == "172.17.0.2/16"
+    assert "172.17.0.2/16" in box.sh("ip -n c1 -4 -br addr show eth0").stdout
+    assert cni(box, "DEL").returncode == 0
+    assert box.run("ip", "-n", "c1", "link", "show", "eth0").returncode != 0
