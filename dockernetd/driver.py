@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv4Network
 
 from .config import Config
@@ -30,7 +30,6 @@ from .links import Links
 from .netutil import choose_bridge_address, nameservers
 from .network import DEFAULT_NETWORK, Endpoint, Network, NetworkSpec
 from .networks import Networks
-from .pools import AddressPool
 from .portmapper import PortMapper
 from .proxy import ProxySupervisor
 from .rules import (
@@ -59,7 +58,6 @@ class Driver:
     kernel: KernelWorker
     config: Config
     mtu: int  # what containers use when a network does not say (--mtu, or the default route's)
-    pools: tuple[AddressPool, ...] = field(default=())
 
     @property
     def default(self) -> Network:
@@ -119,7 +117,6 @@ async def init_networkdriver(
             kernel,
             config,
             mtu,
-            config.address_pools,
         )
 
 

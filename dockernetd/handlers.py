@@ -230,7 +230,7 @@ class Service:
             return spec.public()
 
     async def _free_subnet(self, driver: Driver, name: str) -> IPv4Network:
-        subnet, skipped = choose_subnet(driver.pools, await local_networks(driver))
+        subnet, skipped = choose_subnet(driver.config.address_pools, await local_networks(driver))
         if skipped:
             log.info("network %s: subnets skipped: %s", name, "; ".join(skipped))
         if subnet is None:

@@ -148,7 +148,6 @@ def make_driver(
         fake,
         config,
         mtu,
-        config.address_pools,
     )
     return driver, kernel, proxies
 
