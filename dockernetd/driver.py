@@ -162,12 +162,8 @@ async def teardown_network(driver: Driver, network: Network) -> None:
     spec = network.spec
     if driver.config.iptables:
         others = [n.spec for n in driver.networks]
-        insert, delete = _isolation_change([*others, spec], others)
+        _, delete = _isolation_change([*others, spec], others)  # one network fewer: only deletes
         links = [r for link in driver.links.of(spec.name) for r in link_rules(spec.bridge, link)]
-        try:
-            await driver.kernel.change_rules(insert=insert)
-        except FirewallFailed as exc:
-            log.warning("network %s: isolation rules not updated: %s", spec.name, exc.message)
         await driver.kernel.remove_rules([*links, *network_rules(spec), *delete])
     try:
         await driver.kernel.call(bridges.delete_bridge, spec.bridge)
