@@ -282,12 +282,10 @@ class Firewall:
     def _insert(self, rule: Rule) -> None:
         """At the top of its chain, below the isolation jump; our chains made when needed."""
         handle = self._tables[rule.table]
-        if rule.table == FILTER:
-            for chain in OWN_FILTER_CHAINS:  # a jump into one needs both to exist
-                if (rule.chain == chain or rule.args[-1] == chain) and not handle.is_chain(chain):
-                    for name in OWN_FILTER_CHAINS:
-                        if not handle.is_chain(name):
-                            handle.create_chain(name)
+        if rule.table == FILTER and {rule.chain, rule.args[-1]} & set(OWN_FILTER_CHAINS):
+            for name in OWN_FILTER_CHAINS:  # a rule in or a jump into one: both must exist
+                if not handle.is_chain(name):
+                    handle.create_chain(name)
         below_jump = rule.chain == "FORWARD" and rule != ISOLATION_JUMP and self._jump_first(handle)
         entry, _ = self._compiled(rule)
         handle.insert_entry(rule.chain, entry, 1 if below_jump else 0)
