@@ -76,6 +76,7 @@ PORT_MAPPING = {
         "host_port": PORT,
         "proto": PROTO,
         "container_port": PORT,
+        "proxy": {"type": "boolean", "description": "present, false, when published without"},
     },
 }
 
@@ -111,6 +112,13 @@ _HOST_IP = Param(
     "host_ip", IPV4, "host address to bind (default: the network's host_binding_ip, or --ip)"
 )
 _NETWORK = Param("network", NETWORK_NAME, "the network (default: bridge)", default=DEFAULT_NETWORK)
+_PROXY = Param(
+    "proxy",
+    {"type": "boolean"},
+    "false: publish in the kernel only, binding nothing, as CNI's portmap plugin does (the "
+    "caller holds the host port); the host's 127.0.0.1 reaches it through DNAT",
+    default=True,
+)
 _ENDPOINT_NETWORK = Param(
     "network",
     NETWORK_NAME,
@@ -301,6 +309,7 @@ METHODS: tuple[Method, ...] = (
                 default=0,
             ),
             _ENDPOINT_NETWORK,
+            _PROXY,
         ),
         {
             "type": "object",
@@ -310,6 +319,7 @@ METHODS: tuple[Method, ...] = (
                 "proto": PROTO,
                 "container_ip": IPV4,
                 "container_port": PORT,
+                "proxy": {"type": "boolean", "description": "present, false, when without"},
             },
         },
         _PUBLISH_ERRORS,
@@ -336,6 +346,7 @@ METHODS: tuple[Method, ...] = (
                 default=0,
             ),
             _ENDPOINT_NETWORK,
+            _PROXY,
         ),
         {
             "type": "object",

@@ -32,7 +32,6 @@ _ATTACHMENT = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 # CNI's well-known error codes (spec, "Error"); 100 and up are the plugin's own.
 INCOMPATIBLE_VERSION = 1
-UNSUPPORTED_FIELD = 2
 UNKNOWN_CONTAINER_CODE = 3
 INVALID_ENVIRONMENT = 4
 DECODING_FAILURE = 6
@@ -102,8 +101,11 @@ class Call:
 def add(call: Call) -> dict[str, Any]:
     netns, ifname = call.require("CNI_NETNS", "CNI_IFNAME")
     runtime = call.config.get("runtimeConfig") or {}
-    if runtime.get("portMappings"):
-        raise CniError(UNSUPPORTED_FIELD, "portMappings are not supported by this version")
+    ports = [  # IPv6 host addresses wait for IPv6 (the daemon's networks are IPv4 today)
+        _port_params(mapping)
+        for mapping in runtime.get("portMappings") or []
+        if ":" not in str(mapping.get("hostIP") or "")
+    ]
     params: dict[str, Any] = {"id": call.attachment, "network": call.network}
     params.update(netns=netns, ifname=ifname)
     ips = [ip.split("/")[0] for ip in runtime.get("ips") or [] if ":" not in ip]
@@ -113,9 +115,28 @@ def add(call: Call) -> dict[str, Any]:
         params["requested_mac"] = runtime["mac"]
     try:
         iface = call.daemon("allocate_interface", **params)
+        for port in ports:  # the runtime holds each host port itself: the kernel only
+            call.daemon("allocate_port", id=call.attachment, network=call.network, **port)
     except RpcError as exc:
+        delete(call)  # all or nothing: a half-added container is not left behind
         raise CniError(DAEMON_REFUSED, exc.message, json.dumps(exc.data)) from None
     return result(call.version, iface)
+
+
+def _port_params(mapping: Any) -> dict[str, Any]:
+    """One of runtimeConfig.portMappings as allocate_port's params (IPv4 host addresses)."""
+    try:
+        params = {
+            "host_port": int(mapping["hostPort"]),
+            "container_port": int(mapping["containerPort"]),
+            "proto": str(mapping.get("protocol") or "tcp").lower(),
+            "proxy": False,
+        }
+    except (KeyError, TypeError, ValueError):
+        raise CniError(INVALID_CONFIG, f"bad portMappings entry {mapping!r}") from None
+    if mapping.get("hostIP"):
+        params["host_ip"] = mapping["hostIP"]
+    return params
 
 
 def result(version: str, iface: dict[str, Any]) -> dict[str, Any]:

@@ -373,16 +373,18 @@ class Service:
         host_ip: IPv4Address | None,
         host_port: int,
         network: str | None,
+        proxy: bool,
     ) -> dict[str, Any]:
         pairs = [(host_port, container_port)]
-        endpoint, [mapping] = await self._publish(id, network, proto, host_ip, pairs)
-        return {
+        endpoint, [mapping] = await self._publish(id, network, proto, host_ip, pairs, proxy)
+        published = {
             "host_ip": str(mapping.host_ip),
             "host_port": mapping.host_port,
             "proto": mapping.proto,
             "container_ip": str(endpoint.ip),
             "container_port": mapping.container_port,
         }
+        return published if proxy else {**published, "proxy": False}
 
     async def allocate_port_range(
         self,
@@ -393,6 +395,7 @@ class Service:
         host_ip: IPv4Address | None,
         host_port: int,
         network: str | None,
+        proxy: bool,
     ) -> dict[str, Any]:
         for first, name in ((container_port, "container_port"), (host_port, "host_port")):
             if first and first + count - 1 > 65535:
@@ -400,7 +403,7 @@ class Service:
                     f"Bad parameter: {name} {first} + count {count} goes past 65535", param=name
                 )
         pairs = [(host_port + n if host_port else 0, container_port + n) for n in range(count)]
-        endpoint, mappings = await self._publish(id, network, proto, host_ip, pairs)
+        endpoint, mappings = await self._publish(id, network, proto, host_ip, pairs, proxy)
         return {"container_ip": str(endpoint.ip), "ports": [m.public() for m in mappings]}
 
     async def _publish(
@@ -410,15 +413,23 @@ class Service:
         proto: str,
         host_ip: IPv4Address | None,
         pairs: list[tuple[int, int]],
+        proxy: bool,
     ) -> tuple[Endpoint, list[PortMapping]]:
         driver = self._driver()
+        if not proxy and not self.config.iptables:
+            raise InvalidParams(
+                "Bad parameter: proxy false needs --iptables: the rules are the port",
+                param="proxy",
+            )
         async with self._gate.change(), self._containers.hold(id):
             net, endpoint = driver.networks.endpoint_for(id, network)
             if net.spec.internal:
                 raise NetworkInternal(net.name)
             bridge = net.spec.bridge
             address = host_ip or net.spec.host_binding_ip
-            mappings = await driver.mapper.map(bridge, endpoint, proto, address, pairs)
+            mappings = await driver.mapper.map(
+                bridge, endpoint, proto, address, pairs, with_proxy=proxy
+            )
 
             async def undo() -> None:
                 await driver.mapper.unmap(bridge, endpoint, mappings)

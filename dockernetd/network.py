@@ -27,20 +27,28 @@ DEFAULT_NETWORK = "bridge"
 
 @dataclass(frozen=True)
 class PortMapping:
-    """A published port: ``host_ip:host_port/proto`` -> the container's ``container_port``."""
+    """A published port: ``host_ip:host_port/proto`` -> the container's ``container_port``.
+
+    ``proxy`` False: published in the kernel only, as CNI's portmap plugin does (the
+    runtime holds the host port itself); the host reaches it on 127.0.0.1 through DNAT.
+    """
 
     host_ip: IPv4Address
     host_port: int
     proto: str
     container_port: int
+    proxy: bool = True
 
     def public(self) -> dict[str, Any]:
-        return {
+        shown: dict[str, Any] = {
             "host_ip": str(self.host_ip),
             "host_port": self.host_port,
             "proto": self.proto,
             "container_port": self.container_port,
         }
+        if not self.proxy:
+            shown["proxy"] = False
+        return shown
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Any
 import trio
 
 from .errors import ProxyFailed
+from .kernel.bridge import enable_route_localnet
 from .kernel.conntrack import forget_udp
 from .kernel.worker import KernelWorker
 from .network import Endpoint, PortMapping
@@ -47,7 +48,8 @@ class PortMapper:
         self._kernel = kernel
         self._proxies = proxies
         self.iptables = iptables
-        self._running: dict[PortKey, tuple[Proxy, PortMapping]] = {}
+        self._running: dict[PortKey, tuple[Proxy | None, PortMapping]] = {}
+        self._localnet: set[str] = set()  # bridges whose route_localnet this daemon set
 
     async def map(
         self,
@@ -57,6 +59,7 @@ class PortMapper:
         host_ip: IPv4Address,
         ports: Sequence[tuple[int, int]],
         *,
+        with_proxy: bool = True,
         with_rules: bool = True,
     ) -> list[PortMapping]:
         """Publish each (host port, container port) of ``ports`` for ``endpoint``, all or nothing.
@@ -65,12 +68,19 @@ class PortMapper:
         first; then the rules of them all go in as one commit per table.
         ``with_rules=False`` only takes the ports and starts the proxies: at boot,
         the rules of every restored mapping are reconciled at once instead.
+        ``with_proxy=False`` binds nothing (the caller holds the host ports): the rules alone
+        publish them, and the bridge is let route the host's 127.0.0.1 to them.
         """
         async with contextlib.AsyncExitStack() as undo:
             bound = [
-                await self._bind(endpoint, proto, host_ip, host_port, container_port, undo)
+                await self._bind(
+                    endpoint, proto, host_ip, host_port, container_port, with_proxy, undo
+                )
                 for host_port, container_port in ports
             ]
+            if not with_proxy and bridge not in self._localnet:
+                await self._kernel.call(enable_route_localnet, bridge)
+                self._localnet.add(bridge)
             mappings = [mapping for mapping, _ in bound]
             if self.iptables and with_rules:
                 if proto == "udp":  # a remapped port must not keep its old flows
@@ -89,13 +99,18 @@ class PortMapper:
         host_ip: IPv4Address,
         host_port: int,
         container_port: int,
+        with_proxy: bool,
         undo: contextlib.AsyncExitStack,
-    ) -> tuple[PortMapping, Proxy]:
+    ) -> tuple[PortMapping, Proxy | None]:
         """Take the host port and start its proxy, their undo on ``undo``.
 
         The proxy's bind proves the kernel agrees the port is free; a dynamic port
         whose bind fails is released and the next one tried, up to 10 times.
         """
+        if not with_proxy:
+            port = self.ports.request(host_ip, proto, host_port)
+            undo.callback(self.ports.release, host_ip, proto, port)
+            return PortMapping(host_ip, port, proto, container_port, proxy=False), None
         attempts = 1 if host_port else MAX_ALLOCATED_PORT_ATTEMPTS
         for attempt in range(1, attempts + 1):
             port = self.ports.request(host_ip, proto, host_port)
@@ -123,7 +138,8 @@ class PortMapper:
         """
         for mapping in mappings:
             proxy, _ = self._running.pop(_key(mapping))
-            await _shielded(proxy.stop)
+            if proxy is not None:
+                await _shielded(proxy.stop)
         if self.iptables and mappings:
             await self._kernel.remove_rules(_rules_of(bridge, endpoint, mappings))
             for host_ip, ports in _udp_ports_by_address(mappings).items():
@@ -134,15 +150,16 @@ class PortMapper:
         endpoint.ports[:] = [mapping for mapping in endpoint.ports if mapping not in gone]
 
     def running_proxies(self) -> int:
-        return sum(proxy.running for proxy, _ in self._running.values())
+        return sum(proxy.running for proxy, _ in self._running.values() if proxy is not None)
 
     def stopped_proxies(self) -> list[PortMapping]:
         """Mappings whose proxy stopped without being asked to (it failed)."""
-        return [m for proxy, m in self._running.values() if not proxy.running]
+        return [m for p, m in self._running.values() if p is not None and not p.running]
 
     async def revive(self, mapping: PortMapping) -> None:
         """Start a stopped mapping's proxy again (verify --repair)."""
         old, _ = self._running[_key(mapping)]
+        assert old is not None, "only a proxy can stop"
         self._running[_key(mapping)] = (
             await self._proxies.start(mapping, old.container_ip),
             mapping,

@@ -123,6 +123,7 @@ async def _republish(driver: Driver, published: Published) -> bool:
             m.proto,
             m.host_ip,
             [(m.host_port, m.container_port)],
+            with_proxy=m.proxy,
             with_rules=False,
         )
     except (ApiError, ProxyError) as exc:

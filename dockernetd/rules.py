@@ -150,6 +150,44 @@ def loopback_guard_rule(mapping: PortMapping) -> Rule | None:
     )
 
 
+LOCALNET_TAG = OWNER_TAG + "localnet"
+
+
+def localnet_guard_rule(spec: NetworkSpec) -> Rule:
+    """Nothing arriving on a bridge is for 127.0.0.0/8.  The kernel drops such packets as
+    martians, unless the bridge has route_localnet (which a port published without the
+    proxy needs, for the host's own 127.0.0.1 to reach it): then this rule does."""
+    return _rule(RAW, "PREROUTING", f"-d 127.0.0.0/8 -i {spec.bridge} -j DROP", LOCALNET_TAG)
+
+
+def loopback_path_rules(endpoint: Endpoint, mapping: PortMapping) -> list[Rule]:
+    """For a port published without the proxy on 0.0.0.0 or 127.0.0.0/8: the host's own
+    connections to 127.0.0.1 DNATed in nat OUTPUT (which DOCKER's jump leaves to the
+    proxy), and masqueraded to the bridge address so the container's answer comes back.
+    The CNI portmap plugin's form."""
+    host_ip = mapping.host_ip
+    if mapping.proxy or not (host_ip.packed == bytes(4) or host_ip in LOOPBACK):
+        return []
+    proto, tag = mapping.proto, OWNER_TAG + endpoint.container_id
+    local = "127.0.0.0/8" if host_ip.packed == bytes(4) else f"{host_ip}/32"
+    return [
+        _rule(
+            NAT,
+            "OUTPUT",
+            f"-d {local} -p {proto} -m {proto} --dport {mapping.host_port} "
+            f"-j DNAT --to-destination {endpoint.ip}:{mapping.container_port}",
+            tag,
+        ),
+        _rule(
+            NAT,
+            "POSTROUTING",
+            f"-s 127.0.0.0/8 -d {endpoint.ip}/32 -p {proto} -m {proto} "
+            f"--dport {mapping.container_port} -j MASQUERADE",
+            tag,
+        ),
+    ]
+
+
 #: The tables of the rules of one published port and of one link, in mapping_rules' and
 #: link_rules' order: every mapping and every link has rules of this one shape.
 MAPPING_RULE_TABLES = (NAT, FILTER)
@@ -251,10 +289,14 @@ def isolation_rules(specs: Iterable[NetworkSpec]) -> list[Rule]:
 
 
 def publish_rules(bridge: str, endpoint: Endpoint, mapping: PortMapping) -> list[Rule]:
-    """Every rule of one published port: its DNAT and FORWARD rules, and the loopback
-    guard when it is published on 127.0.0.0/8."""
+    """Every rule of one published port: its DNAT and FORWARD rules, the loopback guard
+    when it is published on 127.0.0.0/8, and without the proxy the host's path to it."""
     guard = loopback_guard_rule(mapping)
-    return [*mapping_rules(bridge, endpoint, mapping), *([guard] if guard else [])]
+    return [
+        *mapping_rules(bridge, endpoint, mapping),
+        *([guard] if guard else []),
+        *loopback_path_rules(endpoint, mapping),
+    ]
 
 
 def owned_rules(
@@ -267,6 +309,7 @@ def owned_rules(
     bridges = {network.name: network.spec.bridge for network in networks}
     return [
         *(rule for network in networks for rule in network_rules(network.spec)),
+        *(localnet_guard_rule(network.spec) for network in networks),
         *(
             direct_access_rule(network.spec.bridge, endpoint)
             for network in networks
@@ -294,13 +337,17 @@ def owned_rule_counts(
     endpoints = [e for network in networks for e in network.endpoints.values()]
     mappings = [m for endpoint in endpoints for m in endpoint.ports]
     guarded = sum(m.host_ip in LOOPBACK for m in mappings)
+    local_paths = sum(
+        not m.proxy and (m.host_ip.packed == bytes(4) or m.host_ip in LOOPBACK) for m in mappings
+    )
     fixed = [
         *(rule for network in networks for rule in network_rules(network.spec)),
         *isolation_rules(network.spec for network in networks),
     ]
+    raw = len(networks) + guarded + (len(endpoints) if direct_access else 0)
     return (
         Counter(rule.table for rule in fixed)
-        + Counter({RAW: guarded + (len(endpoints) if direct_access else 0)})
+        + Counter({RAW: raw, NAT: 2 * local_paths})
         + Counter({t: n * len(mappings) for t, n in Counter(MAPPING_RULE_TABLES).items()})
         + Counter({t: n * links for t, n in Counter(LINK_RULE_TABLES).items()})
     )

@@ -147,6 +147,7 @@ def from_json(obj: dict[str, Any]) -> Record:
             _port(obj["host_port"]),
             _proto(obj["proto"]),
             _port(obj["container_port"]),
+            proxy=_flag(obj.get("proxy", True)),
         )
         return Published(network, _text(obj["id"]), mapping)
     if kind in ("link", "unlink"):

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from netns import HOST_UPLINK, OUTSIDE, Daemon, Netns, probe, start_echo_server
+from test_direct_access import tcp_segments_in
 
 PLUGIN = Path(sys.executable).parent / "dockernetd-cni"
 
@@ -183,3 +185,67 @@ def test_the_rendered_launcher_is_the_same_plugin(daemon, make_netns, tmp_path):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout)["ips"][0]["address"] == "172.18.0.2/16"
+
+
+def test_port_mappings_are_published_in_the_kernel_only(
+    daemon, host, outside, make_netns, processes
+):
+    # the runtime holds the host port itself (podman reserves every published port)
+    holder = host.popen(
+        sys.executable,
+        "-c",
+        "import socket,time; s=socket.socket(); s.bind(('0.0.0.0', 8080));"
+        "s.listen(); print('held', flush=True); time.sleep(60)",
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        ns = make_netns("dnd-c")
+        mappings = [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]
+        code, added = cni(daemon, "ADD", ns=ns, runtimeConfig={"portMappings": mappings})
+        assert code == 0, added
+        processes.append(start_echo_server(ns, "tcp", 80, "web"))
+        assert probe(outside, "tcp", HOST_UPLINK, 8080, "o") == f"web:{OUTSIDE}:o"  # DNAT
+        assert probe(host, "tcp", "127.0.0.1", 8080, "l") == "web:172.18.0.1:l"  # masqueraded
+        [endpoint] = daemon.call("list_interfaces")
+        assert endpoint["ports"] == [
+            {
+                "host_ip": "0.0.0.0",
+                "host_port": 8080,
+                "proto": "tcp",
+                "container_port": 80,
+                "proxy": False,
+            }
+        ]
+        bridge = daemon.call("network_inspect", name="red")["bridge"]
+        assert host.sysctl(f"net/ipv4/conf/{bridge}/route_localnet") == "1"
+        assert cni(daemon, "DEL", ns=ns) == (0, None)
+        assert probe(outside, "tcp", HOST_UPLINK, 8080, timeout=1).startswith("ERR")
+        saved = host.exec("iptables-legacy-save").stdout
+        assert "8080" not in saved and "172.18.0.2" not in saved
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_container_cannot_reach_the_hosts_loopback_through_route_localnet(
+    daemon, host, make_netns, processes
+):
+    ns = make_netns("dnd-c")
+    mappings = [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]
+    assert cni(daemon, "ADD", ns=ns, runtimeConfig={"portMappings": mappings})[0] == 0
+    processes.append(start_echo_server(host, "tcp", 9999, "host-loopback"))
+    bridge_mac = host.link(daemon.call("network_inspect", name="red")["bridge"])["address"]
+
+    def crafted_reaches_host() -> bool:
+        before = tcp_segments_in(host)
+        args = ("eth0", bridge_mac, "172.18.0.2", "127.0.0.1", "9999")
+        ns.exec(sys.executable, str(Path(__file__).parent / "craft.py"), *args)
+        time.sleep(0.3)
+        return tcp_segments_in(host) > before
+
+    assert not crafted_reaches_host()
+    guard = "-A PREROUTING -d 127.0.0.0/8 -i {} -m comment --comment dockernetd:localnet -j DROP"
+    bridge = daemon.call("network_inspect", name="red")["bridge"]
+    host.exec("iptables-legacy", "-t", "raw", "-D", *guard.format(bridge).split()[1:])
+    assert crafted_reaches_host()  # what the guard is for

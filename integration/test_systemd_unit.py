@@ -165,7 +165,14 @@ def test_watchdog_and_reload(box: Box):
     assert box.run("systemctl", "is-active", "dockernetd").stdout.strip() == "active"
 
 
-CNI_CONF = json.dumps({"cniVersion": "1.0.0", "type": "dockernetd", "network": "bridge"})
+CNI_CONF = json.dumps(
+    {
+        "cniVersion": "1.0.0",
+        "type": "dockernetd",
+        "network": "bridge",
+        "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80}]},
+    }
+)
 CNI_ENV = ("CNI_CONTAINERID=c1", "CNI_NETNS=/run/netns/c1", "CNI_IFNAME=eth0", "CNI_PATH=/")
 
 
@@ -189,5 +196,6 @@ def test_the_hardened_unit_refuses_to_enter_namespaces_and_the_cni_drop_in_allow
     assert added.returncode == 0, added.stdout + added.stderr + box.messages()
     assert json.loads(added.stdout)["ips"][0]["address"] == "172.17.0.2/16"
     assert "172.17.0.2/16" in box.sh("ip -n c1 -4 -br addr show eth0").stdout
+    assert box.sh("cat /proc/sys/net/ipv4/conf/docker0/route_localnet").stdout == "1\n"
     assert cni(box, "DEL").returncode == 0
     assert box.run("ip", "-n", "c1", "link", "show", "eth0").returncode != 0

@@ -42,6 +42,7 @@ class FakeKernel:
         self.forgotten_udp: list[tuple[IPv4Address, list[int]]] = []
         self.paused: trio.Event | None = None  # while set and not fired, calls wait on it
         self.changed_by_others = False  # what Firewall.changed_by_others answers next
+        self.localnet: list[str] = []  # bridges given route_localnet, in order
 
     async def change_rules(self, insert: Sequence[Rule] = (), delete: Sequence[Rule] = ()) -> None:
         await trio.lowlevel.checkpoint()  # other tasks run meanwhile, as with the real worker
@@ -75,6 +76,8 @@ class FakeKernel:
             if self.bridges.get(name) != address:
                 return [{"kind": "bridge_missing", "bridge": name}]
             return []
+        elif fn is bridges.enable_route_localnet:
+            self.localnet.append(args[0])
         elif fn is forget_udp:
             self.forgotten_udp.append((args[0], list(args[1])))
         else:
@@ -149,6 +152,8 @@ def make_driver(
         config,
         mtu,
     )
+    if config.iptables:  # what the boot's reconcile leaves: the default network's own rules
+        kernel.rules = Counter(driver.owned_rules())
     return driver, kernel, proxies
 
 

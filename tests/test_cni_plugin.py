@@ -63,8 +63,8 @@ def test_the_result_has_the_format_of_the_version_asked_for(version, ip_version)
             "ADD",
             {"cniVersion": "1.0.0", "runtimeConfig": {"portMappings": [{"hostPort": 80}]}},
             {},
-            2,
-            "portMappings are not supported by this version",
+            7,
+            "bad portMappings entry {'hostPort': 80}",
         ),
         ("CHECK", {"cniVersion": "0.3.1"}, {}, 1, "CHECK needs cniVersion 0.4.0 or later"),
         (

@@ -350,8 +350,8 @@ def test_an_endpoint_whose_guard_is_refused_is_not_held(world):
 
 def test_allow_direct_routing_adds_no_guard(tmp_path):
     world = World(Config(allow_direct_routing=True, resolv_conf=str(tmp_path / "none")))
-    world.ok("allocate_interface", id="c")
-    assert not any(rule.table == RAW for rule in world.kernel.rules)
+    ip = world.ok("allocate_interface", id="c")["ip"]
+    assert not any(rule.table == RAW and ip in rule.save_line() for rule in world.kernel.rules)
     assert world.ok("status")["config"]["allow-direct-routing"] is True
 
 

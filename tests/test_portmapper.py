@@ -115,3 +115,25 @@ def test_links_are_idempotent_and_skip_refused_ports_only_when_told():
     assert link(True, ["82"], ignore_errors=True) == []
     kernel.refuse = False
     assert link(False, ["80"]) == [added] and links.active == {}
+
+
+def test_without_the_proxy_nothing_is_bound_and_the_host_reaches_it_through_dnat():
+    mapper, kernel, proxies, web = setup()
+    proxies.taken = {(ANY, 8080, "tcp")}  # the runtime holds it: no bind is even tried
+    mappings = trio.run(
+        lambda: mapper.map("br-red", web, "tcp", ANY, [(8080, 80), (8081, 81)], with_proxy=False)
+    )
+    assert [m.proxy for m in mappings] == [False, False] and proxies.started == []
+    assert mapper.running_proxies() == 0 and mapper.stopped_proxies() == []
+    assert kernel.localnet == ["br-red"]  # once for the bridge
+    lines = sorted(rule.save_line() for rule in kernel.rules)
+    assert (
+        "-A OUTPUT -d 127.0.0.0/8 -p tcp -m tcp --dport 8080 -m comment --comment "
+        '"dockernetd:web" -j DNAT --to-destination 172.17.0.2:80'
+    ) in lines
+    assert (
+        "-A POSTROUTING -s 127.0.0.0/8 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -m comment "
+        '--comment "dockernetd:web" -j MASQUERADE'
+    ) in lines
+    trio.run(mapper.unmap, "br-red", web, mappings)
+    assert +kernel.rules == Counter() and mapper.ports.request(ANY, "tcp", 8080) == 8080

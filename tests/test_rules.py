@@ -185,8 +185,9 @@ def test_owned_rules_are_counted_by_table_without_building_the_mappings():
         owned = owned_rules(networks, links, direct_access=direct_access)
         counted = owned_rule_counts(networks, len(links), direct_access=direct_access)
         assert counted == Counter(rule.table for rule in owned)
-        # network, mappings + the loopback guard, link, isolation, the endpoint's guard
-        assert len(owned) == 4 + (2 * 2 + 1) + 2 + 5 + direct_access
+        # network, localnet guards, mappings + the loopback guard, link, isolation, the
+        # endpoint's guard
+        assert len(owned) == 4 + 2 + (2 * 2 + 1) + 2 + 5 + direct_access
 
 
 def test_a_container_is_reached_off_its_bridge_only_through_published_ports():

@@ -5,7 +5,7 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from dockernetd.network import Link, PortMapping
+from dockernetd.network import Attachment, Link, PortMapping
 from dockernetd.state import (
     Joined,
     Left,
@@ -30,6 +30,14 @@ PUBLISHED = Published("bridge", "web", PortMapping(IPv4Address("0.0.0.0"), 8080,
 LINK = Link("bridge", IPv4Address("172.17.0.2"), IPv4Address("172.17.0.3"), "tcp", 80)
 EVERY_KIND = [
     NetworkCreated(WEB_NET),
+    Published("web", "c", PortMapping(IPv4Address("0.0.0.0"), 8080, "tcp", 80, proxy=False)),
+    Joined(
+        "web",
+        "c.eth0",
+        IPv4Address("172.18.0.2"),
+        "02:42:ac:12:00:02",
+        Attachment("/run/netns/c", "eth0", "dn0123456789abc"),
+    ),
     NetworkDeleted("web"),
     JOINED,
     Left("bridge", "web"),

@@ -123,6 +123,18 @@ def delete_bridge(ctx: KernelContext, name: str) -> None:
         ctx.netlink.delete_link(link.index)
 
 
+def enable_route_localnet(ctx: KernelContext, bridge: str) -> None:
+    """Let packets from 127.0.0.0/8 be routed out of the bridge: what the host's own
+    connections to 127.0.0.1 need once DNAT sends them to a container (a warning if not)."""
+    try:
+        with open(f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet", "w") as f:
+            f.write("1\n")
+    except OSError as exc:
+        log.warning(
+            "%s: route_localnet not set (127.0.0.1 will not reach its ports): %s", bridge, exc
+        )
+
+
 def main_routes(ctx: KernelContext) -> list[IPv4Network]:
     return ctx.netlink.main_routes()
 

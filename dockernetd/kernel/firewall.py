@@ -222,7 +222,8 @@ class Firewall:
         shared = {  # chains of everyone's: which of their rules are ours
             (FILTER, "FORWARD"): _is_tagged,
             (NAT, "POSTROUTING"): _is_tagged,
-            (RAW, "PREROUTING"): _is_guard,
+            (NAT, "OUTPUT"): _is_tagged,
+            (RAW, "PREROUTING"): _is_raw_guard,
         }
         own = [(NAT, DOCKER_CHAIN), *((FILTER, chain) for chain in OWN_FILTER_CHAINS)]
         places = [*shared, *((t, c) for t, c in own if self._tables[t].is_chain(c))]
@@ -388,6 +389,10 @@ class Firewall:
 def _is_tagged(rule: Any) -> bool:
     """Whether an iptc rule's comment says a dockernetd owns it."""
     return any(m.name == "comment" and str(m.comment).startswith(OWNER_TAG) for m in rule.matches)
+
+
+def _is_raw_guard(rule: Any) -> bool:
+    return _is_tagged(rule) or _is_guard(rule)
 
 
 def _is_guard(rule: Any) -> bool:
