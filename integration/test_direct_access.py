@@ -25,9 +25,18 @@ from netns import (
 HERE = Path(__file__).resolve().parent
 
 
+#: Every network's guard of the host's loopback (see docs/API.md, proxy false): always there.
+LOCALNET_GUARD = (
+    '-A PREROUTING -d 127.0.0.0/8 -i docker0 -m comment --comment "dockernetd:localnet" -j DROP'
+)
+
+
 def raw_rules(ns: Netns) -> list[str]:
+    """The raw table's rules but the default network's loopback guard."""
     saved = ns.exec("iptables-legacy-save", "-t", "raw").stdout
-    return [line for line in saved.splitlines() if line.startswith("-A")]
+    rules = [line for line in saved.splitlines() if line.startswith("-A")]
+    assert LOCALNET_GUARD in rules
+    return [rule for rule in rules if rule != LOCALNET_GUARD]
 
 
 def routed_container(host, outside, make_netns, daemon, processes) -> tuple[Netns, dict]:
