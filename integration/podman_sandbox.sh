@@ -23,9 +23,13 @@ fetch() { ip netns exec "$1" bash -c "$(declare -f get); root=$root; get $2"; }
 
 # dockernetd in this namespace, and the plugin where podman looks for it
 echo "nameserver 192.0.2.53" > "$work/resolv.conf"
-"$root/.venv/bin/dockernetd" --socket "$work/d.sock" --state-dir "$work/state" \
-  --resolv-conf "$work/resolv.conf" > "$work/daemon.log" 2>&1 &
-for _ in $(seq 100); do ctl status >/dev/null 2>&1 && break; sleep 0.1; done
+start_daemon() {
+  "$root/.venv/bin/dockernetd" --socket "$work/d.sock" --state-dir "$work/state" \
+    --resolv-conf "$work/resolv.conf" >> "$work/daemon.log" 2>&1 &
+  daemon=$!
+  for _ in $(seq 100); do ctl status >/dev/null 2>&1 && break; sleep 0.1; done
+}
+start_daemon
 ctl network create red --subnet 10.88.5.0/24 > /dev/null
 bash "$root/contrib/cni/render.sh" "$root" "$work/cni"
 cat > /etc/containers/containers.conf <<CONF
@@ -67,6 +71,10 @@ echo "HOLDER: $(ss -Hltnp 'sport = :8080' | grep -o 'users:(("[a-z-]*' | cut -d'
 for _ in $(seq 50); do fetch out http://192.0.2.1:8080/ >/dev/null 2>&1 && break; sleep 0.1; done
 echo "OUTSIDE: $(fetch out http://192.0.2.1:8080/ 2>&1)"
 echo "LOCAL: $(get http://127.0.0.1:8080/ 2>&1 || true)"
+kill -9 "$daemon"; wait "$daemon" 2>/dev/null || true  # a crash while the container runs
+echo "WHILE DOWN: $(fetch out http://192.0.2.1:8080/ 2>&1)"
+start_daemon
+echo "RESTARTED: $(endpoints)"
 podman rm -f -t 0 web > /dev/null
 echo "AFTER RM: $(endpoints)"
 echo "RULES LEFT: $(iptables-legacy-save | grep -c -e 8080 -e 10.88.5.2 || true)"

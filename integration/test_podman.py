@@ -75,5 +75,8 @@ def test_podman_runs_a_container_on_a_dockernetd_network():
     assert seen["HOLDER"] == "conmon"  # podman holds the host port; the daemon binds nothing
     assert seen["OUTSIDE"] == "hello from podman"
     assert seen["LOCAL"] == "hello from podman"
+    # dockernetd killed and started again while the container runs: nothing lost
+    assert seen["WHILE DOWN"] == "hello from podman"
+    assert json.loads(seen["RESTARTED"]) == [endpoint]
     assert json.loads(seen["AFTER RM"]) == []
     assert seen["RULES LEFT"] == "0"
