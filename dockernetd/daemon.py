@@ -27,7 +27,7 @@ import trio
 from .cli import parse_args
 from .config import Config
 from .driver import init_networkdriver
-from .errors import ConfigError, StartupError
+from .errors import ApiError, ConfigError, StartupError
 from .handlers import Service
 from .jobs import OneLineFormatter
 from .kernel.worker import KernelContext, open_kernel_worker
@@ -139,7 +139,7 @@ async def run(config: Config, argv: Sequence[str] = ()) -> None:
                     if notifier.enabled:
                         nursery.start_soon(_inform_systemd, notifier, service)
                     if driver is not None and config.iptables and config.firewall_self_heal:
-                        nursery.start_soon(_keep_firewall, service)
+                        nursery.start_soon(keep_firewall, service)
                     async for signum in signals:
                         if signum == signal.SIGHUP:
                             _reload(config, argv)
@@ -196,10 +196,17 @@ async def _inform_systemd(notifier: Notifier, service: Service) -> None:
         await trio.sleep(period)
 
 
-async def _keep_firewall(service: Service) -> None:
+async def keep_firewall(service: Service) -> None:
+    """Self-healing, for as long as the daemon runs: a failed round (the xtables lock held
+    for too long, say) is logged and the next one tried; it never takes the daemon down."""
     while True:
         await trio.sleep(FIREWALL_CHECK_PERIOD)
-        await service.heal_firewall()
+        try:
+            await service.heal_firewall()
+        except ApiError as exc:
+            log.warning("firewall: not repaired this time: %s", exc.message)
+        except OSError as exc:  # a bridge the repair could not put back
+            log.warning("firewall: not repaired this time: %s", exc)
 
 
 def _reload(running: Config, argv: Sequence[str]) -> None:

@@ -13,6 +13,8 @@ import trio
 import trio.testing
 
 from dockernetd.config import Config
+from dockernetd.daemon import keep_firewall
+from dockernetd.errors import FirewallFailed
 from dockernetd.handlers import Service
 from dockernetd.jobs import Peer
 from dockernetd.pools import parse_pool
@@ -367,3 +369,23 @@ def test_self_healing_looks_only_after_a_change_and_puts_back_what_is_ours(world
     trio.run(service.heal_firewall)
     assert world.kernel.rules[dnat] == 1 and service.firewall_repairs == 1
     assert world.ok("status")["firewall_repairs"] == 1
+
+
+def test_a_failed_self_healing_round_is_logged_and_the_next_one_runs(world, caplog):
+    service = world.dispatcher._service
+    rounds: list[int] = []
+
+    async def heal() -> None:
+        rounds.append(len(rounds))
+        if len(rounds) == 1:
+            raise FirewallFailed("iptables: another app is holding the xtables lock")
+
+    service.heal_firewall = heal
+
+    async def main() -> None:
+        with trio.move_on_after(2.2):  # the mock clock: four rounds, no real waiting
+            await keep_firewall(service)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert rounds == [0, 1, 2, 3]
+    assert "firewall: not repaired this time: iptables: another app is holding" in caplog.text
