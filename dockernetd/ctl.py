@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--host-port", type=int, default=0)
     ap.add_argument("--count", type=int, help="publish CPORT..CPORT+COUNT-1 (allocate_port_range)")
     ap.add_argument("--network", help="through the endpoint on this network")
+    ap.add_argument(
+        "--no-proxy",
+        dest="proxy",
+        action="store_false",
+        help="publish in the kernel only; the caller holds the host port (as CNI's portmap)",
+    )
 
     lk = sub.add_parser("link", help="allow a parent to reach a child's ports")
     lk.add_argument("action", choices=("add", "remove"))
@@ -113,6 +119,8 @@ def request_for(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
             params["host_ip"] = args.host_ip
         if args.network:
             params["network"] = args.network
+        if not args.proxy:
+            params["proxy"] = False
         if args.count is not None:
             return "allocate_port_range", {**params, "count": args.count}
         return "allocate_port", params

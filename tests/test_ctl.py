@@ -52,6 +52,8 @@ def test_network_commands_map_to_methods():
     )
     assert request("release-interface", "c", "--network", "red")[1] == {"id": "c", "network": "red"}
     assert request("allocate-port", "c", "80", "--network", "red")[1]["network"] == "red"
+    assert request("allocate-port", "c", "80", "--no-proxy")[1]["proxy"] is False
+    assert "proxy" not in request("allocate-port", "c", "80")[1]
     assert (
         request("link", "add", "10.1.0.2", "10.1.0.3", "80", "--network", "red")[1]["network"]
         == "red"
