@@ -5,7 +5,7 @@ network configuration on stdin, the command and the container in the environment
 (CNI_COMMAND, CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME, CNI_PATH), the result or an
 error as JSON on stdout.  Everything that touches the kernel happens in the daemon
 (``allocate_interface`` with ``netns`` makes the veth pair), so this imports only
-the standard library and the package's small client: its start-up is part of
+the standard library and the package's small client and errors: its start-up is part of
 every container start.
 
 In a conflist, ``{"type": "dockernetd", "network": "<dockernetd network>"}``;
@@ -23,16 +23,17 @@ from collections.abc import Callable
 from typing import Any
 
 from .client import DEFAULT_SOCKET, Client, RpcError
+from .errors import UnknownContainer, UnknownNetwork
 
 SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+#: network.DEFAULT_NETWORK, not imported: network.py pulls in the allocators, and the plugin's
+#: start-up is part of every container start.
 DEFAULT_NETWORK = "bridge"
-UNKNOWN_CONTAINER = 1004  # the daemon's codes this plugin turns into CNI's answers
-UNKNOWN_NETWORK = 1011
 _ATTACHMENT = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 # CNI's well-known error codes (spec, "Error"); 100 and up are the plugin's own.
 INCOMPATIBLE_VERSION = 1
-UNKNOWN_CONTAINER_CODE = 3
+UNKNOWN_CONTAINER = 3
 INVALID_ENVIRONMENT = 4
 DECODING_FAILURE = 6
 INVALID_CONFIG = 7
@@ -54,6 +55,7 @@ class Call:
     def __init__(self, environ: dict[str, str], stdin: str) -> None:
         self.environ = environ
         self.command = environ.get("CNI_COMMAND", "")
+        self._client: Client | None = None  # one connection for all the calls of a command
         try:
             self.config: dict[str, Any] = json.loads(stdin) if stdin.strip() else {}
         except ValueError as exc:
@@ -88,14 +90,19 @@ class Call:
         """Call the daemon: its result, RpcError for its errors, CniError if it is not there."""
         path = self.config.get("socket", DEFAULT_SOCKET)
         try:
-            with Client(str(path), timeout=60) as client:
-                return client.call(method, **params)
+            if self._client is None:
+                self._client = Client(str(path), timeout=60)
+            return self._client.call(method, **params)
         except RpcError:
             raise
         except OSError as exc:
             raise CniError(
                 TRY_AGAIN_LATER, f"dockernetd is not answering at {path}", str(exc)
             ) from None
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
 
 
 def add(call: Call) -> dict[str, Any]:
@@ -106,8 +113,12 @@ def add(call: Call) -> dict[str, Any]:
         for mapping in runtime.get("portMappings") or []
         if ":" not in str(mapping.get("hostIP") or "")
     ]
-    params: dict[str, Any] = {"id": call.attachment, "network": call.network}
-    params.update(netns=netns, ifname=ifname)
+    params: dict[str, Any] = {
+        "id": call.attachment,
+        "network": call.network,
+        "netns": netns,
+        "ifname": ifname,
+    }
     ips = [ip.split("/")[0] for ip in runtime.get("ips") or [] if ":" not in ip]
     if ips:
         params["requested_ip"] = ips[0]
@@ -165,7 +176,7 @@ def delete(call: Call) -> None:
     try:
         call.daemon("release_interface", id=call.attachment, network=call.network)
     except RpcError as exc:
-        if exc.code not in (UNKNOWN_CONTAINER, UNKNOWN_NETWORK):
+        if exc.code not in (UnknownContainer.code, UnknownNetwork.code):
             raise CniError(DAEMON_REFUSED, exc.message, json.dumps(exc.data)) from None
 
 
@@ -176,7 +187,7 @@ def check(call: Call) -> None:
     try:
         found = call.daemon("check_interface", id=call.attachment, network=call.network)
     except RpcError as exc:
-        raise CniError(UNKNOWN_CONTAINER_CODE, exc.message) from None
+        raise CniError(UNKNOWN_CONTAINER, exc.message) from None
     if found["problems"]:
         raise CniError(CHECK_FAILED, "; ".join(found["problems"]))
 
@@ -206,7 +217,7 @@ def garbage_collect(call: Call) -> None:
             try:
                 call.daemon("release_interface", id=endpoint["id"], network=call.network)
             except RpcError as exc:
-                if exc.code != UNKNOWN_CONTAINER:  # released meanwhile: what GC wants
+                if exc.code != UnknownContainer.code:  # released meanwhile: what GC wants
                     raise CniError(DAEMON_REFUSED, exc.message) from None
 
 
@@ -231,6 +242,7 @@ COMMANDS: dict[str, Callable[[Call], Any]] = {
 def run(environ: dict[str, str], stdin: str) -> tuple[int, dict[str, Any] | None]:
     """The exit code and what to print, for one invocation."""
     call_version = SUPPORTED_VERSIONS[-1]
+    call: Call | None = None
     try:
         call = Call(environ, stdin)
         call_version = call.version
@@ -249,6 +261,9 @@ def run(environ: dict[str, str], stdin: str) -> tuple[int, dict[str, Any] | None
         if exc.details:
             error["details"] = exc.details
         return 1, error
+    finally:
+        if call is not None:
+            call.close()
 
 
 def main() -> int:
