@@ -66,7 +66,6 @@ from .network import (
     PortMapping,
 )
 from .pools import choose_subnet
-from .rules import boot_plan
 from .state import (
     Joined,
     Left,
@@ -512,10 +511,7 @@ class Service:
         driver = self.driver
         if driver is None or not self.config.iptables:
             return Counter()
-        plan = boot_plan(driver.default.spec)
-        return Counter(rule.table for rule in (*plan.present, *plan.jumps)) + (
-            driver.owned_rule_counts()
-        )
+        return driver.owned_rule_counts()
 
     def summary(self) -> str:
         """One line for systemd's STATUS=: "docker0 172.17.42.1/16, 3 interfaces, 5 ports"."""

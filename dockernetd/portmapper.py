@@ -49,7 +49,6 @@ class PortMapper:
         self._proxies = proxies
         self.iptables = iptables
         self._running: dict[PortKey, tuple[Proxy | None, PortMapping]] = {}
-        self._localnet: set[str] = set()  # bridges whose route_localnet this daemon set
 
     async def map(
         self,
@@ -78,9 +77,8 @@ class PortMapper:
                 )
                 for host_port, container_port in ports
             ]
-            if not with_proxy and bridge not in self._localnet:
+            if not with_proxy:  # every time: the bridge may be new since (deleted, made again)
                 await self._kernel.call(enable_route_localnet, bridge)
-                self._localnet.add(bridge)
             mappings = [mapping for mapping, _ in bound]
             if self.iptables and with_rules:
                 if proto == "udp":  # a remapped port must not keep its old flows
