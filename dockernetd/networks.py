@@ -31,10 +31,13 @@ class Networks:
         return name in self._by_name
 
     def get(self, name: str) -> Network:
-        try:
-            return self._by_name[name]
-        except KeyError:
-            raise UnknownNetwork(name) from None
+        network = self.find(name)
+        if network is None:
+            raise UnknownNetwork(name)
+        return network
+
+    def find(self, name: str) -> Network | None:
+        return self._by_name.get(name)
 
     def add(self, network: Network) -> None:
         assert network.name not in self._by_name, network.name

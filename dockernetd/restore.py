@@ -24,6 +24,7 @@ from .driver import Driver, restore_network
 from .errors import ApiError, FirewallFailed, StartupError
 from .kernel.firewall import Firewall
 from .network import DEFAULT_NETWORK, Network, NetworkSpec
+from .networks import Networks
 from .proxy import ProxyError
 from .state import Joined, Linked, NetworkCreated, Published, Snapshot, StateLog
 
@@ -66,15 +67,7 @@ async def restore(driver: Driver, state: StateLog) -> Snapshot:
 
 async def _restore_network(driver: Driver, spec: NetworkSpec) -> bool:
     networks = driver.networks
-    clash = (
-        f"network {spec.name} exists already"
-        if spec.name in networks
-        else f"bridge {spec.bridge} is network {other.name}'s"
-        if (other := networks.on_bridge(spec.bridge))
-        else f"subnet {spec.subnet} overlaps network {other.name}"
-        if (other := networks.overlapping(spec.subnet))
-        else None
-    )
+    clash = _clash(networks, spec)
     if clash is not None:
         log.warning("state: network %s dropped: %s", spec.name, clash)
         return False
@@ -86,6 +79,17 @@ async def _restore_network(driver: Driver, spec: NetworkSpec) -> bool:
         return False
     networks.add(network)
     return True
+
+
+def _clash(networks: Networks, spec: NetworkSpec) -> str | None:
+    """Why a recorded network cannot come back beside the ones already there."""
+    if spec.name in networks:
+        return f"network {spec.name} exists already"
+    if (other := networks.on_bridge(spec.bridge)) is not None:
+        return f"bridge {spec.bridge} is network {other.name}'s"
+    if (other := networks.overlapping(spec.subnet)) is not None:
+        return f"subnet {spec.subnet} overlaps network {other.name}"
+    return None
 
 
 def _rejoin(driver: Driver, joined: Joined) -> bool:
@@ -107,9 +111,7 @@ def _rejoin(driver: Driver, joined: Joined) -> bool:
 async def _republish(driver: Driver, published: Published) -> bool:
     m = published.mapping
     described = f"port {m.host_ip}:{m.host_port}/{m.proto}"
-    network = (
-        driver.networks.get(published.network) if published.network in driver.networks else None
-    )
+    network = driver.networks.find(published.network)
     endpoint = network.endpoints.get(published.container_id) if network else None
     if network is None or endpoint is None:
         log.warning(
