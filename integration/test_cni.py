@@ -162,6 +162,7 @@ def test_a_name_taken_in_the_namespace_is_refused_and_leaves_nothing(daemon, hos
     assert refused["msg"] == f"cannot wire c5.eth0 into /run/netns/{ns.name} as eth0: File exists"
     assert daemon.call("list_interfaces") == []
     assert not [link for link in host.ip_json("link") if link["ifname"].startswith("dn")]
+    assert "172.18.0.2" not in host.exec("iptables-legacy-save", "-t", "raw").stdout  # no guard
 
 
 def test_the_rendered_launcher_is_the_same_plugin(daemon, make_netns, tmp_path):
@@ -249,3 +250,20 @@ def test_a_container_cannot_reach_the_hosts_loopback_through_route_localnet(
     bridge = daemon.call("network_inspect", name="red")["bridge"]
     host.exec("iptables-legacy", "-t", "raw", "-D", *guard.format(bridge).split()[1:])
     assert crafted_reaches_host()  # what the guard is for
+
+
+def test_the_ips_and_mac_capabilities_are_honoured(daemon, make_netns):
+    ns = make_netns("dnd-c")
+    runtime = {"ips": ["172.18.7.9/16"], "mac": "02:aa:bb:cc:dd:ee"}
+    code, added = cni(daemon, "ADD", ns=ns, runtimeConfig=runtime)
+    assert code == 0, added
+    assert added["ips"][0]["address"] == "172.18.7.9/16"
+    assert added["interfaces"][1]["mac"] == "02:aa:bb:cc:dd:ee"
+    assert ns.link("eth0")["address"] == "02:aa:bb:cc:dd:ee"
+
+
+def test_gc_leaves_what_cni_did_not_make(daemon, make_netns):
+    assert cni(daemon, "ADD", "c1", make_netns("dnd-c"))[0] == 0
+    daemon.call("allocate_interface", id="plain", network="red")  # not through CNI
+    assert cni(daemon, "GC", version="1.1.0", **{"cni.dev/valid-attachments": []}) == (0, None)
+    assert [e["id"] for e in daemon.call("list_interfaces")] == ["plain"]

@@ -154,6 +154,29 @@ def test_ports_are_published_through_each_network(topology, outside):
     assert daemon.call("status")["networks"] == 4
 
 
+JUMP = '-A FORWARD -m comment --comment "dockernetd:isolation" -j DOCKER-ISOLATION-STAGE-1'
+
+
+def test_published_ports_and_links_go_below_the_isolation_jump(topology, make_daemon):
+    daemon, host = topology.daemon, topology.host
+    daemon.call("allocate_port", id="r1", container_port=80, host_port=8081)
+    link = {"parent_ip": topology.ips["b1", "blue"], "child_ip": topology.ips["rb", "blue"]}
+    daemon.call("link", action="add", ports=["80"], network="blue", **link)
+    forward = [r for r in iptables_rules(host)["filter"] if r.startswith("-A FORWARD")]
+    assert forward[0] == JUMP
+    # the accept of r1's published port does not let another network in
+    assert not topology.reaches("a", "r1", "red")
+    # a jump found lower down (another program inserted above it) is first again after a
+    # restart's reconcile
+    jump = ("FORWARD", "-m", "comment", "--comment", "dockernetd:isolation", "-j")
+    host.exec("iptables-legacy", "-D", *jump, "DOCKER-ISOLATION-STAGE-1")
+    host.exec("iptables-legacy", "-A", *jump, "DOCKER-ISOLATION-STAGE-1")
+    daemon.stop(signal.SIGKILL)
+    make_daemon(*FLAGS)
+    forward = [r for r in iptables_rules(host)["filter"] if r.startswith("-A FORWARD")]
+    assert forward[0] == JUMP and forward.count(JUMP) == 1
+
+
 def test_a_restart_restores_every_network_address_and_port(topology, outside, make_daemon):
     daemon = topology.daemon
     daemon.call("allocate_port", id="rb", container_port=80, host_port=8082, network="blue")

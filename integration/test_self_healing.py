@@ -7,6 +7,7 @@ everyone else's alone.
 
 from __future__ import annotations
 
+import sys
 import time
 
 from netns import HOST_UPLINK, OUTSIDE, attach_container, iptables_rules, probe, start_echo_server
@@ -48,3 +49,25 @@ def test_flushed_rules_come_back_and_others_rules_stay(
     assert daemon.call("status")["firewall_repairs"] == 1 + 2
     assert "another program changed our rules; 1 put back" in daemon.log()
     print(f"healed in {took:.2f} s")  # the README's figure; not asserted
+
+
+# A Firewall in the host namespace: another program's change is noticed once, also when one
+# of the daemon's own commits comes between it and the next look.
+NOTICED_BEFORE_OUR_COMMIT = """
+import subprocess
+from dockernetd.kernel.firewall import Firewall
+from dockernetd.rules import FILTER, Rule
+firewall = Firewall()
+ours = Rule(FILTER, "FORWARD", ("-s", "10.9.9.9/32", "-j", "ACCEPT"))
+print(firewall.changed_by_others())
+firewall.apply(insert=[ours])
+print(firewall.changed_by_others())  # our own commit is not someone else's
+subprocess.run(["iptables-legacy", "-A", "INPUT", "-j", "ACCEPT"], check=True)
+firewall.apply(delete=[ours])  # ours, right after theirs
+print(firewall.changed_by_others(), firewall.changed_by_others())
+"""
+
+
+def test_a_change_by_another_program_is_noticed_even_behind_our_own_commit(host):
+    seen = host.exec(sys.executable, "-c", NOTICED_BEFORE_OUR_COMMIT).stdout.split()
+    assert seen == ["False", "False", "True", "False"]
