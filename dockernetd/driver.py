@@ -201,10 +201,20 @@ async def plumb_endpoint(driver: Driver, network: Network, endpoint: Endpoint) -
         bridge=spec.bridge,
         mac=endpoint.mac_address,
         mtu=spec.mtu,
-        address=IPv4Interface((endpoint.ip, spec.subnet.prefixlen)),
+        address=network.address_of(endpoint),
         gateway=spec.gateway.ip,
     )
     await driver.kernel.call(plumbing.plumb, plan)
+
+
+async def inspect_endpoint(driver: Driver, network: Network, endpoint: Endpoint) -> list[str]:
+    """What is wrong with a wired-in endpoint in its namespace (CNI's CHECK); [] if nothing."""
+    attachment = endpoint.attachment
+    if attachment is None:
+        return ["not attached by the daemon"]
+    return await driver.kernel.call(
+        plumbing.inspect, attachment.netns, attachment.ifname, network.address_of(endpoint)
+    )
 
 
 async def unplumb_endpoint(driver: Driver, endpoint: Endpoint) -> None:

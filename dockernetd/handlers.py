@@ -33,6 +33,7 @@ from .config import Config
 from .driver import (
     Driver,
     close_endpoint,
+    inspect_endpoint,
     local_networks,
     open_endpoint,
     plumb_endpoint,
@@ -53,7 +54,6 @@ from .errors import (
     PredefinedNetwork,
 )
 from .ipam import BadSubnet
-from .kernel import plumbing
 from .kernel.firewall import Firewall
 from .kernel.plumbing import NotANetns
 from .links import ADD_ACTIONS
@@ -333,15 +333,9 @@ class Service:
 
     async def check_interface(self, id: str, network: str) -> dict[str, Any]:
         """What is wrong with an endpoint the daemon wired in (CNI's CHECK): [] if nothing."""
-        net = self._driver().networks.get(network)
-        endpoint = net.endpoint(id)
-        attachment = endpoint.attachment
-        if attachment is None:
-            return {"id": id, "network": net.name, "problems": ["not attached by the daemon"]}
-        address = IPv4Interface((endpoint.ip, net.spec.subnet.prefixlen))
-        problems = await self._driver().kernel.call(
-            plumbing.inspect, attachment.netns, attachment.ifname, address
-        )
+        driver = self._driver()
+        net = driver.networks.get(network)
+        problems = await inspect_endpoint(driver, net, net.endpoint(id))
         return {"id": id, "network": net.name, "problems": problems}
 
     async def release_interface(self, id: str, network: str | None) -> dict[str, Any]:

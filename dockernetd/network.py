@@ -182,6 +182,10 @@ class Network:
         self.ips.release(endpoint.ip)
         return endpoint
 
+    def address_of(self, endpoint: Endpoint) -> IPv4Interface:
+        """The endpoint's address with the subnet's prefix, as its interface holds it."""
+        return IPv4Interface((endpoint.ip, self.spec.subnet.prefixlen))
+
     def describe(self, endpoint: Endpoint) -> dict[str, Any]:
         """allocate_interface's answer: what a runtime needs to wire the container in."""
         spec = self.spec

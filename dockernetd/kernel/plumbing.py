@@ -17,12 +17,13 @@ import ctypes
 import fcntl
 import logging
 import os
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from typing import TYPE_CHECKING, Any
 
-from .netlink import os_errors
+from .netlink import MAIN_TABLE, os_errors
 
 if TYPE_CHECKING:
     from .worker import KernelContext
@@ -102,11 +103,15 @@ def inspect(ctx: KernelContext, netns: str, ifname: str, address: IPv4Interface)
         problems = []
         held = [
             IPv4Interface(f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}")
-            for a in inside.addr("dump", index=found[0], family=2)
+            for a in inside.addr("dump", index=found[0], family=socket.AF_INET)
         ]
         if address not in held:
             problems.append(f"{ifname} does not hold {address}")
-        defaults = [r for r in inside.route("dump", family=2, table=254) if r["dst_len"] == 0]
+        defaults = [
+            r
+            for r in inside.route("dump", family=socket.AF_INET, table=MAIN_TABLE)
+            if r["dst_len"] == 0
+        ]
         if not defaults:
             problems.append(f"no default route in {netns}")
         return problems
