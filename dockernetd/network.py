@@ -23,6 +23,7 @@ from .ipam import IpAllocator
 from .netutil import mac_for_ip
 
 DEFAULT_NETWORK = "bridge"
+HostPort = tuple[IPv4Address, int, str]  # host address, host port, protocol
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,11 @@ class PortMapping:
     proto: str
     container_port: int
     proxy: bool = True
+
+    @property
+    def host_key(self) -> HostPort:
+        """The host port it takes: unique on the host, whatever the container or network."""
+        return self.host_ip, self.host_port, self.proto
 
     def public(self) -> dict[str, Any]:
         shown: dict[str, Any] = {

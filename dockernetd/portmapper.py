@@ -24,7 +24,7 @@ from .errors import ProxyFailed
 from .kernel.bridge import enable_route_localnet
 from .kernel.conntrack import forget_udp
 from .kernel.worker import KernelWorker
-from .network import Endpoint, PortMapping
+from .network import Endpoint, HostPort, PortMapping
 from .ports import PortAllocator
 from .proxy import Proxy, ProxyError, ProxySupervisor
 from .rules import Rule, publish_rules
@@ -32,12 +32,6 @@ from .rules import Rule, publish_rules
 log = logging.getLogger("dockernetd.portmapper")
 
 MAX_ALLOCATED_PORT_ATTEMPTS = 10
-
-PortKey = tuple[IPv4Address, int, str]  # a host port: address, number, protocol
-
-
-def _key(mapping: PortMapping) -> PortKey:
-    return mapping.host_ip, mapping.host_port, mapping.proto
 
 
 class PortMapper:
@@ -48,7 +42,7 @@ class PortMapper:
         self._kernel = kernel
         self._proxies = proxies
         self.iptables = iptables
-        self._running: dict[PortKey, tuple[Proxy | None, PortMapping]] = {}
+        self._running: dict[HostPort, tuple[Proxy | None, PortMapping]] = {}
 
     async def map(
         self,
@@ -85,7 +79,7 @@ class PortMapper:
                     await self._kernel.call(forget_udp, host_ip, [m.host_port for m in mappings])
                 await self._kernel.change_rules(insert=_rules_of(bridge, endpoint, mappings))
             for mapping, proxy in bound:
-                self._running[_key(mapping)] = (proxy, mapping)
+                self._running[mapping.host_key] = (proxy, mapping)
                 endpoint.ports.append(mapping)
             undo.pop_all()
             return mappings
@@ -135,7 +129,7 @@ class PortMapper:
         table rewrite, not one per port); see KernelWorker.remove_rules.
         """
         for mapping in mappings:
-            proxy, _ = self._running.pop(_key(mapping))
+            proxy, _ = self._running.pop(mapping.host_key)
             if proxy is not None:
                 await _shielded(proxy.stop)
         if self.iptables and mappings:
@@ -156,9 +150,9 @@ class PortMapper:
 
     async def revive(self, mapping: PortMapping) -> None:
         """Start a stopped mapping's proxy again (verify --repair)."""
-        old, _ = self._running[_key(mapping)]
+        old, _ = self._running[mapping.host_key]
         assert old is not None, "only a proxy can stop"
-        self._running[_key(mapping)] = (
+        self._running[mapping.host_key] = (
             await self._proxies.start(mapping, old.container_ip),
             mapping,
         )

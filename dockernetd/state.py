@@ -27,7 +27,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from .netutil import parse_cidr, parse_ipv4, parse_mac
-from .network import DEFAULT_NETWORK, Attachment, Link, NetworkSpec, PortMapping
+from .network import DEFAULT_NETWORK, Attachment, HostPort, Link, NetworkSpec, PortMapping
 
 log = logging.getLogger("dockernetd.state")
 
@@ -162,9 +162,6 @@ def from_json(obj: dict[str, Any]) -> Record:
     raise ValueError(f"unknown record type {kind!r}")
 
 
-PortKey = tuple[IPv4Address, int, str]  # host address, host port, protocol: unique per host
-
-
 @dataclass
 class Snapshot:
     """Networks, endpoints, published ports and links, as the records so far describe them.
@@ -174,7 +171,7 @@ class Snapshot:
 
     networks: dict[str, NetworkSpec] = field(default_factory=dict)
     endpoints: dict[tuple[str, str], Joined] = field(default_factory=dict)  # (network, id)
-    ports: dict[PortKey, Published] = field(default_factory=dict)
+    ports: dict[HostPort, Published] = field(default_factory=dict)
     links: dict[Link, None] = field(default_factory=dict)  # an ordered set
 
     def apply(self, record: Record) -> None:
@@ -193,7 +190,7 @@ class Snapshot:
                     if (port.network, port.container_id) != (network, container)
                 }
             case Published(_, _, m):
-                self.ports[m.host_ip, m.host_port, m.proto] = record
+                self.ports[m.host_key] = record
             case Linked(link):
                 self.links[link] = None
             case Unlinked(link):
