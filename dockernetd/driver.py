@@ -38,8 +38,7 @@ from .rules import (
     direct_access_rule,
     isolation_rules,
     link_rules,
-    localnet_guard_rule,
-    network_rules,
+    own_network_rules,
     owned_rule_counts,
     owned_rules,
 )
@@ -153,8 +152,7 @@ async def setup_network(driver: Driver, spec: NetworkSpec) -> None:
     specs = [network.spec for network in driver.networks]
     try:
         insert, delete = _isolation_change(specs, [*specs, spec])
-        own = [*network_rules(spec), localnet_guard_rule(spec)]
-        await driver.kernel.change_rules(insert=[*own, *insert], delete=delete)
+        await driver.kernel.change_rules(insert=[*own_network_rules(spec), *insert], delete=delete)
     except FirewallFailed:
         await driver.kernel.call(bridges.delete_bridge, spec.bridge)
         raise
@@ -168,8 +166,7 @@ async def teardown_network(driver: Driver, network: Network) -> None:
         others = [n.spec for n in driver.networks]
         _, delete = _isolation_change([*others, spec], others)  # one network fewer: only deletes
         links = [r for link in driver.links.of(spec.name) for r in link_rules(spec.bridge, link)]
-        own = [*network_rules(spec), localnet_guard_rule(spec)]
-        await driver.kernel.remove_rules([*links, *own, *delete])
+        await driver.kernel.remove_rules([*links, *own_network_rules(spec), *delete])
     try:
         await driver.kernel.call(bridges.delete_bridge, spec.bridge)
     except OSError as exc:

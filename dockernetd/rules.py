@@ -264,6 +264,12 @@ def network_rules(spec: NetworkSpec) -> tuple[Rule, ...]:
     return tuple(rules)
 
 
+def own_network_rules(spec: NetworkSpec) -> list[Rule]:
+    """What a network of any kind owns apart from its endpoints' and the isolation: its
+    tagged rules (none for ``bridge``) and its loopback guard."""
+    return [*network_rules(spec), localnet_guard_rule(spec)]
+
+
 ISOLATION_JUMP = _rule(FILTER, "FORWARD", f"-j {ISOLATION_1}", ISOLATION_TAG)
 
 
@@ -308,8 +314,7 @@ def owned_rules(
     networks = list(networks)
     bridges = {network.name: network.spec.bridge for network in networks}
     return [
-        *(rule for network in networks for rule in network_rules(network.spec)),
-        *(localnet_guard_rule(network.spec) for network in networks),
+        *(rule for network in networks for rule in own_network_rules(network.spec)),
         *(
             direct_access_rule(network.spec.bridge, endpoint)
             for network in networks
@@ -341,10 +346,10 @@ def owned_rule_counts(
         not m.proxy and (m.host_ip.packed == bytes(4) or m.host_ip in LOOPBACK) for m in mappings
     )
     fixed = [
-        *(rule for network in networks for rule in network_rules(network.spec)),
+        *(rule for network in networks for rule in own_network_rules(network.spec)),
         *isolation_rules(network.spec for network in networks),
     ]
-    raw = len(networks) + guarded + (len(endpoints) if direct_access else 0)
+    raw = guarded + (len(endpoints) if direct_access else 0)
     return (
         Counter(rule.table for rule in fixed)
         + Counter({RAW: raw, NAT: 2 * local_paths})
