@@ -246,3 +246,10 @@ def iptables_rules(ns: Netns) -> dict[str, list[str]]:
         elif line.startswith("-A"):
             current.append(line)
     return {name: tables.get(name, []) for name in ("nat", "filter")}
+
+
+def tcp_segments_in(ns: Netns) -> int:
+    """The TCP segments the namespace has received (/proc/net/snmp Tcp: InSegs)."""
+    lines = [line.split() for line in ns.exec("cat", "/proc/net/snmp").stdout.splitlines()]
+    names, values = (line for line in lines if line[0] == "Tcp:")
+    return int(values[names.index("InSegs")])

@@ -16,8 +16,15 @@ from typing import Any
 
 import pytest
 
-from netns import HOST_UPLINK, OUTSIDE, Daemon, Netns, probe, start_echo_server
-from test_direct_access import tcp_segments_in
+from netns import (
+    HOST_UPLINK,
+    OUTSIDE,
+    Daemon,
+    Netns,
+    probe,
+    start_echo_server,
+    tcp_segments_in,
+)
 
 PLUGIN = Path(sys.executable).parent / "dockernetd-cni"
 

@@ -20,6 +20,7 @@ from netns import (
     attach_container,
     probe,
     start_echo_server,
+    tcp_segments_in,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -47,13 +48,6 @@ def routed_container(host, outside, make_netns, daemon, processes) -> tuple[Netn
     processes.append(start_echo_server(ns, "tcp", 80, "web"))
     outside.ip("route", "add", "172.17.0.0/16", "via", HOST_UPLINK)
     return ns, iface
-
-
-def tcp_segments_in(ns: Netns) -> int:
-    """The TCP segments the namespace has received (/proc/net/snmp Tcp: InSegs)."""
-    lines = [line.split() for line in ns.exec("cat", "/proc/net/snmp").stdout.splitlines()]
-    names, values = (line for line in lines if line[0] == "Tcp:")
-    return int(values[names.index("InSegs")])
 
 
 def crafted_reaches(outside: Netns, host: Netns, container: Netns, destination: str) -> bool:
