@@ -253,3 +253,20 @@ def tcp_segments_in(ns: Netns) -> int:
     lines = [line.split() for line in ns.exec("cat", "/proc/net/snmp").stdout.splitlines()]
     names, values = (line for line in lines if line[0] == "Tcp:")
     return int(values[names.index("InSegs")])
+
+
+def crafted_syn_arrives(
+    sender: Netns, to_mac: str, source: str, destination: str, port: int, receiver: Netns
+) -> bool:
+    """Whether a TCP SYN crafted in ``sender`` (integration/craft.py: straight to ``to_mac``
+    on its eth0, whatever the addresses) arrives in ``receiver``."""
+    before = tcp_segments_in(receiver)
+    for _ in range(20):  # a quiet receiver first: a late segment of an earlier connection
+        time.sleep(0.3)  # would be taken for the crafted one
+        now, before = before, tcp_segments_in(receiver)
+        if now == before:
+            break
+    args = ("eth0", to_mac, source, destination, str(port))
+    sender.exec(sys.executable, str(HERE / "craft.py"), *args)
+    time.sleep(0.3)  # for it to cross the host; there is no answer to wait for
+    return tcp_segments_in(receiver) > before

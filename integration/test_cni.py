@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,9 @@ from netns import (
     OUTSIDE,
     Daemon,
     Netns,
+    crafted_syn_arrives,
     probe,
     start_echo_server,
-    tcp_segments_in,
 )
 
 PLUGIN = Path(sys.executable).parent / "dockernetd-cni"
@@ -237,8 +236,10 @@ def test_port_mappings_are_published_in_the_kernel_only(
 
 
 def test_a_container_cannot_reach_the_hosts_loopback_through_route_localnet(
-    daemon, host, make_netns, processes
+    make_daemon, host, make_netns, processes
 ):
+    daemon = make_daemon("--firewall-self-heal=false")  # the guard deleted below stays gone
+    daemon.call("network_create", name="red")
     ns = make_netns("dnd-c")
     mappings = [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]
     assert cni(daemon, "ADD", ns=ns, runtimeConfig={"portMappings": mappings})[0] == 0
@@ -246,11 +247,7 @@ def test_a_container_cannot_reach_the_hosts_loopback_through_route_localnet(
     bridge_mac = host.link(daemon.call("network_inspect", name="red")["bridge"])["address"]
 
     def crafted_reaches_host() -> bool:
-        before = tcp_segments_in(host)
-        args = ("eth0", bridge_mac, "172.18.0.2", "127.0.0.1", "9999")
-        ns.exec(sys.executable, str(Path(__file__).parent / "craft.py"), *args)
-        time.sleep(0.3)
-        return tcp_segments_in(host) > before
+        return crafted_syn_arrives(ns, bridge_mac, "172.18.0.2", "127.0.0.1", 9999, host)
 
     assert not crafted_reaches_host()
     guard = "-A PREROUTING -d 127.0.0.0/8 -i {} -m comment --comment dockernetd:localnet -j DROP"
