@@ -165,11 +165,11 @@ async def _serve_metrics(
     proxy_counts: ProxyCounts,
 ) -> Collector:
     # Imported only when asked for: prometheus_client and h11 would add to every start.
-    from .prometheus import Collector, MetricsServer, open_metrics_listeners, registry_of
+    from .prometheus import Collector, metrics_server, open_metrics_listeners, registry_of
 
     collector = Collector(service, rpc, commit_times, proxy_counts)
     listeners = await open_metrics_listeners(address)
-    await nursery.start(MetricsServer(registry_of(collector)).serve, listeners)
+    await nursery.start(metrics_server(registry_of(collector)).serve, listeners)
     log.info("serving metrics on http://%s/metrics", address)
     return collector
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterator
-from http import HTTPStatus
 
 import h11
 import trio
@@ -32,6 +31,7 @@ from prometheus_client.exposition import choose_encoder
 
 from .errors import StartupError
 from .handlers import Service
+from .httpserve import TEXT, Answer, HttpServer
 from .metrics import CommitTimes, ProxyCounts, RpcMetrics
 from .netutil import parse_host_port
 
@@ -39,9 +39,6 @@ log = logging.getLogger("dockernetd.metrics")
 
 METRICS_PATH = "/metrics"
 MAX_SCRAPERS = 64  # connections at once; more are closed unanswered
-IDLE_TIMEOUT = 30.0  # seconds a connection may wait for (the rest of) a request
-_RECEIVE_SIZE = 16384
-_TEXT = ("Content-Type", "text/plain; charset=utf-8")
 
 
 class Collector:
@@ -206,99 +203,17 @@ async def open_metrics_listeners(address: str) -> list[trio.SocketListener]:
         raise StartupError(f"cannot serve metrics on {address}: {exc.strerror or exc}") from None
 
 
-class MetricsServer:
-    """``GET /metrics`` over HTTP/1.1 (keep-alive), h11 doing the protocol."""
+def metrics_server(registry: CollectorRegistry) -> HttpServer:
+    """``GET /metrics`` over HTTP/1.1, at most MAX_SCRAPERS connections at once."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self._registry = registry
-        self._open = 0
-
-    async def serve(
-        self,
-        listeners: list[trio.SocketListener],
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(trio.serve_listeners, self._connection, listeners)
-            task_status.started()
-
-    async def _connection(self, stream: trio.SocketStream) -> None:
-        if self._open >= MAX_SCRAPERS:
-            await stream.aclose()
-            return
-        self._open += 1
-        try:
-            async with stream:
-                await self._exchange(stream, h11.Connection(h11.SERVER))
-        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
-            pass  # the scraper went away, or the exchange cannot go on
-        except Exception:
-            log.exception("metrics connection failed")
-        finally:
-            self._open -= 1
-
-    async def _exchange(self, stream: trio.SocketStream, conn: h11.Connection) -> None:
-        while True:
-            try:
-                request = await self._next_request(stream, conn)
-            except h11.RemoteProtocolError as exc:
-                await self._send(stream, conn, exc.error_status_hint, [_TEXT], b"bad request\n")
-                return
-            if request is None:
-                return
-            status, headers, body = self._answer(request)
-            await self._send(stream, conn, status, headers, body, head=request.method == b"HEAD")
-            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
-                return  # the request had a body left unread, or it asked to close
-            conn.start_next_cycle()
-
-    async def _next_request(
-        self, stream: trio.SocketStream, conn: h11.Connection
-    ) -> h11.Request | None:
-        """The next request, its end read too; None at EOF or after the idle timeout."""
-        request = None
-        with trio.move_on_after(IDLE_TIMEOUT):
-            while True:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    conn.receive_data(await stream.receive_some(_RECEIVE_SIZE))
-                elif isinstance(event, h11.Request):
-                    request = event
-                elif isinstance(event, h11.EndOfMessage):
-                    return request
-                elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
-                    return None
-        return None
-
-    def _answer(self, request: h11.Request) -> tuple[int, list[tuple[str, str]], bytes]:
+    async def answer(request: h11.Request, body: bytes) -> Answer:
         if request.method not in (b"GET", b"HEAD"):
-            return 405, [_TEXT, ("Allow", "GET, HEAD")], b"method not allowed\n"
+            return Answer(405, [TEXT, ("Allow", "GET, HEAD")], b"method not allowed\n")
         path = request.target.split(b"?", 1)[0]
         if path != METRICS_PATH.encode():
-            return 404, [_TEXT], b"not found: metrics are at /metrics\n"
+            return Answer(404, [TEXT], b"not found: metrics are at /metrics\n")
         accept = dict(request.headers).get(b"accept", b"").decode("latin-1")
         encoder, content_type = choose_encoder(accept)
-        return 200, [("Content-Type", content_type)], encoder(self._registry)
+        return Answer(200, [("Content-Type", content_type)], encoder(registry))
 
-    async def _send(
-        self,
-        stream: trio.SocketStream,
-        conn: h11.Connection,
-        status: int,
-        headers: list[tuple[str, str]],
-        body: bytes,
-        *,
-        head: bool = False,
-    ) -> None:
-        length = ("Content-Length", str(len(body)))
-        events = [
-            h11.Response(
-                status_code=status,
-                headers=[*headers, length],
-                reason=HTTPStatus(status).phrase.encode(),
-            ),
-            *([] if head else [h11.Data(data=body)]),  # HEAD: the length, not the body
-            h11.EndOfMessage(),
-        ]
-        await stream.send_all(b"".join(conn.send(event) or b"" for event in events))
+    return HttpServer(answer, name="metrics", max_connections=MAX_SCRAPERS, max_body=0)
