@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .client import DEFAULT_SOCKET
-from .config import LOG_LEVELS, Config, validate
+from .config import DEFAULT_DOCKER_PLUGIN_SOCKET, LOG_LEVELS, Config, validate
 from .errors import ConfigError
 from .pools import AddressPool, parse_pool, pool_of
 
@@ -38,6 +38,8 @@ FILE_KEYS: dict[str, tuple[str, type]] = {
     "metrics-addr": ("metrics_addr", str),
     "allow-direct-routing": ("allow_direct_routing", bool),
     "firewall-self-heal": ("firewall_self_heal", bool),
+    "docker-plugin": ("docker_plugin", bool),
+    "docker-plugin-socket": ("docker_plugin_socket", str),
     "default-address-pools": ("default_address_pools", list),
 }
 
@@ -130,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="JSON file with Docker daemon.json keys: bridge, bip, fixed-cidr, iptables, "
         "ip-forward, ip-masq, icc, ip, mtu, log-level, metrics-addr, default-address-pools, "
-        "allow-direct-routing, firewall-self-heal; "
+        "allow-direct-routing, firewall-self-heal, docker-plugin, docker-plugin-socket; "
         "a key may not also be "
         "given as a flag; SIGHUP re-reads it and applies log-level",
     )
@@ -154,6 +156,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="serve Prometheus metrics over HTTP at http://HOST:PORT/metrics, e.g. "
         "127.0.0.1:9323 or [::1]:9323 (default: off)",
+    )
+    flag_bool(
+        "--docker-plugin",
+        "also serve Docker's network and IPAM plugin API, so that dockerd's networks can use "
+        "the driver dockernetd (docker network create -d dockernetd --ipam-driver dockernetd) "
+        "(default: false)",
+    )
+    p.add_argument(
+        "--docker-plugin-socket",
+        dest="docker_plugin_socket",
+        metavar="PATH",
+        help="the plugin API's Unix socket (mode 0600), where dockerd looks for plugins "
+        f"(default: {DEFAULT_DOCKER_PLUGIN_SOCKET})",
     )
     p.add_argument(
         "--default-address-pool",

@@ -21,6 +21,8 @@ from .pools import DEFAULT_POOLS, AddressPool
 
 DEFAULT_BRIDGE = "docker0"
 DEFAULT_STATE_DIR = "/run/dockernetd"
+#: Where dockerd looks for a plugin named dockernetd.
+DEFAULT_DOCKER_PLUGIN_SOCKET = "/run/docker/plugins/dockernetd.sock"
 DISABLED_BRIDGE = "none"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 IFNAMSIZ = 16
@@ -45,6 +47,8 @@ class Config:
     metrics_addr: str = ""
     allow_direct_routing: bool = False  # Docker 28: containers reachable by address from outside
     firewall_self_heal: bool = True  # put back at once what another program changes of ours
+    docker_plugin: bool = False
+    docker_plugin_socket: str = DEFAULT_DOCKER_PLUGIN_SOCKET
     default_address_pools: tuple[AddressPool, ...] = ()  # () means Docker's defaults
 
     # The addresses as the daemon uses them (the fields keep the flags' text, as given):
@@ -105,6 +109,8 @@ class Config:
             "metrics-addr": self.metrics_addr,
             "allow-direct-routing": self.allow_direct_routing,
             "firewall-self-heal": self.firewall_self_heal,
+            "docker-plugin": self.docker_plugin,
+            "docker-plugin-socket": self.docker_plugin_socket,
             "default-address-pools": [  # [] means Docker's defaults
                 {"base": str(pool.base), "size": pool.size} for pool in self.default_address_pools
             ],

@@ -116,6 +116,7 @@ async def run(config: Config, argv: Sequence[str] = ()) -> None:
             if driver and state:
                 await restore(driver, state)
             listening = _listen(config)
+            plugin_socket: BoundSocket | None = None
             try:
                 service = Service(config, driver, state)
                 dispatcher = Dispatcher(service)
@@ -133,6 +134,8 @@ async def run(config: Config, argv: Sequence[str] = ()) -> None:
                             commit_times,
                             supervisor.counts,
                         )
+                    if config.docker_plugin and driver is not None:
+                        plugin_socket = await _serve_docker_plugin(config, nursery, service)
                     notifier.send("READY=1", f"STATUS={service.summary()}")
                     if collector is not None:
                         collector.boot_seconds = process_age()
@@ -151,6 +154,8 @@ async def run(config: Config, argv: Sequence[str] = ()) -> None:
                     nursery.cancel_scope.cancel()
             finally:
                 listening.close()
+                if plugin_socket is not None:
+                    plugin_socket.close()
                 if state:
                     state.close()
             proxies.cancel_scope.cancel()  # every proxy closes its sockets
@@ -172,6 +177,18 @@ async def _serve_metrics(
     await nursery.start(metrics_server(registry_of(collector)).serve, listeners)
     log.info("serving metrics on http://%s/metrics", address)
     return collector
+
+
+async def _serve_docker_plugin(
+    config: Config, nursery: trio.Nursery, service: Service
+) -> BoundSocket:
+    from .docker_plugin import DockerPlugin, plugin_server
+
+    bound = bind_unix_socket(config.docker_plugin_socket, "", mode=0o600)
+    listener = trio.SocketListener(trio.socket.from_stdlib_socket(bound.sock))
+    await nursery.start(plugin_server(DockerPlugin(service)).serve, [listener])
+    log.info("serving Docker's plugin API on %s", bound.path)
+    return bound
 
 
 def _listen(config: Config) -> BoundSocket:

@@ -209,6 +209,8 @@ async def inspect_endpoint(driver: Driver, network: Network, endpoint: Endpoint)
     attachment = endpoint.attachment
     if attachment is None:
         return ["not attached by the daemon"]
+    if attachment.netns is None:
+        return ["handed over to its runtime: the daemon does not know its namespace"]
     return await driver.kernel.call(
         plumbing.inspect, attachment.netns, attachment.ifname, network.address_of(endpoint)
     )

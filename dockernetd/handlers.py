@@ -65,6 +65,7 @@ from .network import (
     NetworkSpec,
     PortMapping,
 )
+from .networks import Networks
 from .pools import choose_subnet
 from .state import (
     Joined,
@@ -76,6 +77,7 @@ from .state import (
     Record,
     StateLog,
     Unlinked,
+    Unpublished,
 )
 from .verify import verify
 
@@ -162,6 +164,10 @@ class Service:
             raise NetworkDisabled()
         return await getattr(self, method.name)(**params)
 
+    @property
+    def networks(self) -> Networks:
+        return self._driver().networks
+
     def _driver(self) -> Driver:
         if self.driver is None:
             raise NetworkDisabled()
@@ -181,7 +187,9 @@ class Service:
         ip_masq: bool,
         mtu: int | None,
         host_binding_ip: IPv4Address | None,
+        id: str | None = None,
     ) -> dict[str, Any]:
+        """A new network; its id is ``id`` when a runtime names it (Docker's NetworkID)."""
         driver = self._driver()
         async with self._gate.change(), self._network_changes:
             networks = driver.networks
@@ -195,12 +203,12 @@ class Service:
                     "firewall rules",
                     param="internal",
                 )
-            network_id = secrets.token_hex(32)
+            network_id = id or secrets.token_hex(32)
             device = bridge or f"br-{network_id[:12]}"
             if (holder := networks.on_bridge(device)) is not None:
                 raise Conflict(f"bridge {device} is used by network {holder.name}", bridge=device)
             if subnet is None:
-                subnet = await self._free_subnet(driver, name)
+                subnet = await self.free_subnet(f"network {name}")
             elif (other := networks.overlapping(subnet)) is not None:
                 raise PoolOverlap(str(subnet), other.name)
             spec = NetworkSpec(
@@ -228,10 +236,15 @@ class Service:
             log.info("network %s: bridge %s, subnet %s", name, device, subnet)
             return spec.public()
 
-    async def _free_subnet(self, driver: Driver, name: str) -> IPv4Network:
-        subnet, skipped = choose_subnet(driver.config.address_pools, await local_networks(driver))
+    async def free_subnet(
+        self, purpose: str, held: list[tuple[IPv4Network, str]] | None = None
+    ) -> IPv4Network:
+        """The next subnet of the address pools that no network, nameserver, route or
+        ``held`` (subnets promised but not yet networks) overlaps."""
+        in_use = await local_networks(self._driver()) + (held or [])
+        subnet, skipped = choose_subnet(self.config.address_pools, in_use)
         if skipped:
-            log.info("network %s: subnets skipped: %s", name, "; ".join(skipped))
+            log.info("%s: subnets skipped: %s", purpose, "; ".join(skipped))
         if subnet is None:
             raise NoFreeSubnet()
         return subnet
@@ -283,10 +296,22 @@ class Service:
         netns: str | None,
         ifname: str,
     ) -> dict[str, Any]:
+        attachment = Attachment.named(netns, ifname, network, id) if netns else None
+        return await self.attach(id, network, attachment, requested_ip, requested_mac)
+
+    async def attach(
+        self,
+        id: str,
+        network: str,
+        attachment: Attachment | None,
+        requested_ip: IPv4Address | None = None,
+        requested_mac: str | None = None,
+    ) -> dict[str, Any]:
+        """The container's endpoint on ``network``, wired in as ``attachment`` says (not at
+        all when it is None); the same call again answers the same."""
         driver = self._driver()
         async with self._gate.change(), self._containers.hold(id):
             net = driver.networks.get(network)
-            attachment = Attachment.named(netns, ifname, net.name, id) if netns else None
             held = net.endpoints.get(id)
             if held is not None and attachment is not None and held.attachment != attachment:
                 raise Conflict(f"container {id} is attached elsewhere on network {net.name}", id=id)
@@ -301,6 +326,48 @@ class Service:
                 record = Joined(net.name, id, endpoint.ip, endpoint.mac_address, attachment)
                 await self._record_or_undo([record], undo)
             return _described(net, endpoint)
+
+    async def hand_over(self, id: str, network: str) -> Attachment:
+        """A veth pair for an endpoint that has none, its container end left in the daemon's
+        namespace for the runtime to move in and configure (Docker's Join)."""
+        driver = self._driver()
+        async with self._gate.change(), self._containers.hold(id):
+            net = driver.networks.get(network)
+            endpoint = net.endpoint(id)
+            attachment = Attachment.handed_over(net.name, id)
+            if endpoint.attachment == attachment:
+                return attachment
+            if endpoint.attachment is not None:
+                raise Conflict(f"container {id} is attached elsewhere on network {net.name}", id=id)
+            endpoint.attachment = attachment
+            try:
+                await plumb_endpoint(driver, net, endpoint)
+            except OSError as exc:
+                endpoint.attachment = None
+                raise Conflict(f"cannot make a veth pair for {id}: {_reason(exc)}", id=id) from None
+
+            async def undo() -> None:
+                await self._unplumb(driver, endpoint)
+
+            record = Joined(net.name, id, endpoint.ip, endpoint.mac_address, attachment)
+            await self._record_or_undo([record], undo)
+            return attachment
+
+    async def take_back(self, id: str, network: str) -> None:
+        """Delete the veth pair hand_over made; the endpoint, its address and ports stay
+        (Docker's Leave)."""
+        driver = self._driver()
+        async with self._gate.change(), self._containers.hold(id):
+            net = driver.networks.get(network)
+            endpoint = net.endpoint(id, releasing=True)
+            if endpoint.attachment is None:
+                return
+            self._record([Joined(net.name, id, endpoint.ip, endpoint.mac_address)])
+            await self._unplumb(driver, endpoint)
+
+    async def _unplumb(self, driver: Driver, endpoint: Endpoint) -> None:
+        await unplumb_endpoint(driver, endpoint)
+        endpoint.attachment = None
 
     async def _wire(self, driver: Driver, network: Network, endpoint: Endpoint) -> None:
         """A new endpoint's guard, and its veth when it has an attachment: all or nothing."""
@@ -318,11 +385,10 @@ class Service:
             raise InvalidParams(f"Bad parameter: netns {exc}", param="netns") from None
         except OSError as exc:  # the kernel refused: e.g. the name is taken in that namespace
             await self._unwire(driver, network, endpoint)
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
             attachment = endpoint.attachment
             raise Conflict(
                 f"cannot wire {endpoint.container_id} into {attachment.netns} as "
-                f"{attachment.ifname}: {reason}",
+                f"{attachment.ifname}: {_reason(exc)}",
                 id=endpoint.container_id,
             ) from None
 
@@ -429,6 +495,19 @@ class Service:
 
             await self._record_or_undo([Published(net.name, id, m) for m in mappings], undo)
         return endpoint, mappings
+
+    async def unpublish(self, id: str, network: str) -> list[dict[str, Any]]:
+        """Take back every port published through the endpoint, which stays (Docker's
+        RevokeExternalConnectivity); the mappings taken back."""
+        driver = self._driver()
+        async with self._gate.change(), self._containers.hold(id):
+            net = driver.networks.get(network)
+            endpoint = net.endpoint(id, releasing=True)
+            mappings = list(endpoint.ports)
+            # Recorded first, as a release is (see release_interface).
+            self._record([Unpublished(net.name, id, m) for m in mappings])
+            await driver.mapper.unmap(net.spec.bridge, endpoint, mappings)
+        return [m.public() for m in mappings]
 
     async def link(
         self,
@@ -550,6 +629,10 @@ def _gateway(subnet: IPv4Network, gateway: IPv4Address | None) -> IPv4Interface:
             param="gateway",
         )
     return IPv4Interface(f"{address}/{subnet.prefixlen}")
+
+
+def _reason(exc: OSError) -> str:
+    return os.strerror(exc.errno) if exc.errno else str(exc)
 
 
 def _endpoint(endpoint: Endpoint) -> dict[str, Any]:

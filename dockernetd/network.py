@@ -118,18 +118,31 @@ class NetworkSpec:
 
 @dataclass(frozen=True)
 class Attachment:
-    """Where the daemon itself wired an endpoint in (for a CNI plugin): a veth pair whose
-    container end is ``ifname`` in the namespace ``netns``."""
+    """A veth pair the daemon made for an endpoint: ``host_veth`` on the bridge, and the
+    container end ``ifname`` in the namespace ``netns`` (a CNI plugin's ADD), or, when
+    ``netns`` is None, left in the daemon's namespace for the runtime to move into the
+    container and configure (Docker's Join)."""
 
-    netns: str
+    netns: str | None
     ifname: str
     host_veth: str
 
     @staticmethod
     def named(netns: str, ifname: str, network: str, container_id: str) -> Attachment:
         """The host end is named after the endpoint: the same ADD again finds it."""
-        digest = hashlib.sha256(f"{network}/{container_id}".encode()).hexdigest()
-        return Attachment(netns, ifname, "dn" + digest[:13])  # 15 bytes, the most a name has
+        return Attachment(netns, ifname, "dn" + _digest(network, container_id))
+
+    @staticmethod
+    def handed_over(network: str, container_id: str) -> Attachment:
+        """Both ends named after the endpoint, the container end for the runtime to take."""
+        digest = _digest(network, container_id)
+        return Attachment(None, "dc" + digest, "dn" + digest)
+
+
+def _digest(network: str, container_id: str) -> str:
+    """13 hex digits of the endpoint's identity: with a 2-letter prefix, the 15 bytes an
+    interface name has at most."""
+    return hashlib.sha256(f"{network}/{container_id}".encode()).hexdigest()[:13]
 
 
 @dataclass
@@ -154,6 +167,7 @@ class Network:
         self.spec = spec
         self.ips = IpAllocator(spec.gateway, spec.ip_range)
         self.endpoints: dict[str, Endpoint] = {}  # by container id, oldest first
+        self.reserved: set[IPv4Address] = set()  # held for endpoints still to come
 
     @property
     def name(self) -> str:
@@ -170,10 +184,28 @@ class Network:
         if held is not None:
             _check_same_request(held, requested_ip, requested_mac)
             return held, False
-        ip = self.ips.request(requested_ip)
+        if requested_ip is not None and requested_ip in self.reserved:
+            self.reserved.remove(requested_ip)
+            ip = requested_ip
+        else:
+            ip = self.ips.request(requested_ip)
         endpoint = Endpoint(container_id, self.name, ip, requested_mac or mac_for_ip(ip))
         self.endpoints[container_id] = endpoint
         return endpoint, True
+
+    def reserve(self, ip: IPv4Address | None = None) -> IPv4Address:
+        """Hold an address (``ip``, or the next free one) for an endpoint still to come:
+        the endpoint that asks for it by ``requested_ip`` takes it over (Docker's IPAM
+        hands out addresses before the network driver makes the endpoint)."""
+        ip = self.ips.request(ip)
+        self.reserved.add(ip)
+        return ip
+
+    def unreserve(self, ip: IPv4Address) -> None:
+        """Free a held address no endpoint took; any other address is left alone."""
+        if ip in self.reserved:
+            self.reserved.remove(ip)
+            self.ips.release(ip)
 
     def endpoint(self, container_id: str, *, releasing: bool = False) -> Endpoint:
         try:

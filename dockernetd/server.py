@@ -62,8 +62,8 @@ class BoundSocket:
                 os.unlink(self.path)
 
 
-def bind_unix_socket(path: str, group: str) -> BoundSocket:
-    """A listening socket at ``path``, mode 0660, group ``group`` (or the caller's).
+def bind_unix_socket(path: str, group: str, mode: int = 0o660) -> BoundSocket:
+    """A listening socket at ``path``, mode ``mode``, group ``group`` (or the caller's).
 
     A stale socket file (nobody accepting) is replaced; a live one means another
     daemon is serving and is refused.
@@ -82,7 +82,7 @@ def bind_unix_socket(path: str, group: str) -> BoundSocket:
     finally:
         os.umask(old_umask)
     os.chown(path, -1, gid)
-    os.chmod(path, 0o660)
+    os.chmod(path, mode)
     sock.listen(1024)
     return BoundSocket(sock, path, os.stat(path).st_ino)
 

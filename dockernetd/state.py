@@ -73,6 +73,16 @@ class Published:
 
 
 @dataclass(frozen=True)
+class Unpublished:
+    """A published port taken back while its endpoint stays (Docker's
+    RevokeExternalConnectivity)."""
+
+    network: str
+    container_id: str
+    mapping: PortMapping
+
+
+@dataclass(frozen=True)
 class Linked:
     link: Link
 
@@ -82,7 +92,9 @@ class Unlinked:
     link: Link
 
 
-Record = NetworkCreated | NetworkDeleted | Joined | Left | Published | Linked | Unlinked
+Record = (
+    NetworkCreated | NetworkDeleted | Joined | Left | Published | Unpublished | Linked | Unlinked
+)
 
 
 def to_json(record: Record) -> dict[str, Any]:
@@ -93,7 +105,13 @@ def to_json(record: Record) -> dict[str, Any]:
         case NetworkDeleted(name):
             return {"t": "netdel", "name": name}
         case Joined(network, container, ip, mac, attachment):
-            joined = {"t": "iface", "network": network, "id": container, "ip": str(ip), "mac": mac}
+            joined: dict[str, Any] = {
+                "t": "iface",
+                "network": network,
+                "id": container,
+                "ip": str(ip),
+                "mac": mac,
+            }
             if attachment is not None:
                 joined.update(
                     netns=attachment.netns, ifname=attachment.ifname, veth=attachment.host_veth
@@ -103,6 +121,8 @@ def to_json(record: Record) -> dict[str, Any]:
             return {"t": "release", "network": network, "id": container}
         case Published(network, container, mapping):
             return {"t": "port", "network": network, "id": container, **mapping.public()}
+        case Unpublished(network, container, mapping):
+            return {"t": "unport", "network": network, "id": container, **mapping.public()}
         case Linked(link):
             return {"t": "link", **link.public()}
         case Unlinked(link):
@@ -137,11 +157,12 @@ def from_json(obj: dict[str, Any]) -> Record:
         ip, mac = parse_ipv4(_text(obj["ip"])), parse_mac(_text(obj["mac"]))
         attachment = None
         if "netns" in obj:
-            attachment = Attachment(_text(obj["netns"]), _text(obj["ifname"]), _text(obj["veth"]))
+            netns = None if obj["netns"] is None else _text(obj["netns"])
+            attachment = Attachment(netns, _text(obj["ifname"]), _text(obj["veth"]))
         return Joined(network, _text(obj["id"]), ip, mac, attachment)
     if kind == "release":
         return Left(network, _text(obj["id"]))
-    if kind == "port":
+    if kind in ("port", "unport"):
         mapping = PortMapping(
             parse_ipv4(_text(obj["host_ip"])),
             _port(obj["host_port"]),
@@ -149,7 +170,8 @@ def from_json(obj: dict[str, Any]) -> Record:
             _port(obj["container_port"]),
             proxy=_flag(obj.get("proxy", True)),
         )
-        return Published(network, _text(obj["id"]), mapping)
+        kept = Published if kind == "port" else Unpublished
+        return kept(network, _text(obj["id"]), mapping)
     if kind in ("link", "unlink"):
         link = Link(
             network,
@@ -191,6 +213,10 @@ class Snapshot:
                 }
             case Published(_, _, m):
                 self.ports[m.host_key] = record
+            case Unpublished(network, container, m):
+                held = self.ports.get(m.host_key)
+                if held is not None and (held.network, held.container_id) == (network, container):
+                    del self.ports[m.host_key]
             case Linked(link):
                 self.links[link] = None
             case Unlinked(link):

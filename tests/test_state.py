@@ -16,6 +16,7 @@ from dockernetd.state import (
     Snapshot,
     StateLog,
     Unlinked,
+    Unpublished,
     decode,
     encode,
     from_json,
@@ -38,6 +39,14 @@ EVERY_KIND = [
         "02:42:ac:12:00:02",
         Attachment("/run/netns/c", "eth0", "dn0123456789abc"),
     ),
+    Joined(
+        "web",
+        "e" * 64,
+        IPv4Address("172.18.0.3"),
+        "02:42:ac:12:00:03",
+        Attachment.handed_over("web", "e" * 64),
+    ),
+    Unpublished("web", "c", PortMapping(IPv4Address("0.0.0.0"), 8080, "tcp", 80, proxy=False)),
     NetworkDeleted("web"),
     JOINED,
     Left("bridge", "web"),
@@ -93,6 +102,16 @@ def test_leaving_one_network_keeps_the_containers_other_endpoint_and_its_ports()
         s.apply(record)
     assert list(s.endpoints) == [("web", "web")]
     assert list(s.ports.values()) == [web_port]
+
+
+def test_an_unpublished_port_goes_and_the_endpoint_stays():
+    s = Snapshot()
+    for record in (JOINED, PUBLISHED):
+        s.apply(record)
+    s.apply(Unpublished("bridge", "other", PUBLISHED.mapping))  # not its port: nothing
+    assert list(s.ports.values()) == [PUBLISHED]
+    s.apply(Unpublished("bridge", "web", PUBLISHED.mapping))
+    assert (list(s.endpoints.values()), s.ports) == ([JOINED], {})
 
 
 def test_snapshot_records_rebuild_it():

@@ -40,9 +40,10 @@ class NotANetns(ValueError):
 
 @dataclass(frozen=True)
 class Plumbing:
-    """What to make: the host end in ``bridge``, the container end in ``netns``."""
+    """What to make: the host end in ``bridge``, the container end ``ifname`` in ``netns``,
+    or left in the daemon's namespace when ``netns`` is None (see Attachment)."""
 
-    netns: str
+    netns: str | None
     host_veth: str
     ifname: str
     bridge: str
@@ -53,19 +54,26 @@ class Plumbing:
 
 
 def plumb(ctx: KernelContext, plan: Plumbing) -> None:
-    """Make the veth pair and configure the container end: MAC, MTU, address, up, and the
-    default route via the gateway.  A pair left by an earlier attempt is replaced."""
+    """Make the veth pair and configure the container end: MAC and MTU, and inside a
+    namespace also its address, up, and the default route via the gateway.  A pair left
+    by an earlier attempt is replaced."""
     netlink = ctx.netlink
     bridge = netlink.link(plan.bridge)
     if bridge is None:
         raise OSError(f"bridge {plan.bridge} is missing")
     unplumb(ctx, plan.host_veth)
+    if plan.netns is None:
+        netlink.add_veth(plan.host_veth, plan.ifname)
+        with _unplumbed_on_failure(ctx, plan.host_veth):
+            peer = netlink.link(plan.ifname)
+            assert peer is not None
+            netlink.set_mac_and_mtu(peer.index, plan.mac, plan.mtu)
+            _enslave_host_end(ctx, plan, bridge.index)
+        return
     with open_netns(plan.netns) as fd, os_errors():
         netlink.add_veth(plan.host_veth, plan.ifname, fd)
-        try:
-            host = netlink.link(plan.host_veth)
-            assert host is not None
-            netlink.enslave_and_up(host.index, bridge.index)
+        with _unplumbed_on_failure(ctx, plan.host_veth):
+            _enslave_host_end(ctx, plan, bridge.index)
             with netlink_in(fd) as inside:
                 index = inside.link_lookup(ifname=plan.ifname)[0]
                 inside.link("set", index=index, address=plan.mac, mtu=plan.mtu)
@@ -78,9 +86,21 @@ def plumb(ctx: KernelContext, plan: Plumbing) -> None:
                 )
                 inside.link("set", index=index, state="up")
                 inside.route("replace", dst="0.0.0.0/0", gateway=str(plan.gateway))
-        except BaseException:
-            unplumb(ctx, plan.host_veth)
-            raise
+
+
+@contextlib.contextmanager
+def _unplumbed_on_failure(ctx: KernelContext, host_veth: str) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        unplumb(ctx, host_veth)
+        raise
+
+
+def _enslave_host_end(ctx: KernelContext, plan: Plumbing, bridge_index: int) -> None:
+    host = ctx.netlink.link(plan.host_veth)
+    assert host is not None
+    ctx.netlink.enslave_and_up(host.index, bridge_index)
 
 
 def unplumb(ctx: KernelContext, host_veth: str) -> None:
