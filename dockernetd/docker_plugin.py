@@ -31,6 +31,7 @@ implemented" where that is allowed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -43,7 +44,10 @@ import h11
 from .api import METHODS, check_params
 from .errors import (
     ApiError,
+    IpAlreadyAllocated,
+    IpOutOfRange,
     PortAlreadyAllocated,
+    ProxyFailed,
     UnknownContainer,
     UnknownNetwork,
 )
@@ -270,22 +274,12 @@ class DockerPlugin:
         if len(ipv4) != 1:
             raise PluginError(f"a dockernetd network has one IPv4 subnet, not {len(ipv4)}")
         subnet = _subnet(ipv4[0].get("Pool"), "Pool")
-        gateway = parse_cidr(ipv4[0]["Gateway"]).ip if ipv4[0].get("Gateway") else None
         pending = self._pending.pop(pool_id(subnet), None)
-        options = request.get("Options") or {}
-        params = {
-            "name": network_name(network_id),
-            "subnet": str(subnet),
-            "internal": _option_flag(options.get(INTERNAL, False), INTERNAL),
-            **_bridge_options(options.get(GENERIC) or {}),
-        }
-        if gateway is not None:
-            params["gateway"] = str(gateway)
-        if pending is not None and pending.ip_range is not None:
-            params["ip_range"] = str(pending.ip_range)
         try:
-            checked = check_params(CONTRACT["network_create"], params)
-            await self._service.network_create(**checked, id=network_id)
+            await self._service.network_create(
+                **check_params(CONTRACT["network_create"], _network_params(request, pending)),
+                id=network_id,
+            )
         except BaseException:
             if pending is not None:
                 self._pending[pool_id(subnet)] = pending  # Docker releases it as it unwinds
@@ -293,7 +287,9 @@ class DockerPlugin:
         if pending is not None:
             network = self._service.networks.get(network_name(network_id))
             for address in pending.reserved:
-                network.reserve(address)
+                # one outside the range handed out, or the gateway, needs no holding
+                with contextlib.suppress(IpOutOfRange, IpAlreadyAllocated):
+                    network.reserve(address)
         return {}
 
     async def delete_network(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -407,7 +403,7 @@ class DockerPlugin:
             try:
                 await self._call("allocate_port", **params)
                 return
-            except PortAlreadyAllocated:
+            except (PortAlreadyAllocated, ProxyFailed):  # taken here, or by another program
                 if host_port == last:
                     raise
 
@@ -455,6 +451,23 @@ def _option_flag(value: Any, key: str) -> bool:
     if str(value).lower() in ("false", "0", ""):
         return False
     raise PluginError(f"{key} {value!r} is not true or false")
+
+
+def _network_params(request: dict[str, Any], pending: PendingPool | None) -> dict[str, Any]:
+    """network_create's params (as a JSON-RPC call has them) from CreateNetwork's request."""
+    [ipv4] = request["IPv4Data"]
+    options = request.get("Options") or {}
+    params = {
+        "name": network_name(request["NetworkID"]),
+        "subnet": ipv4["Pool"],
+        "internal": _option_flag(options.get(INTERNAL, False), INTERNAL),
+        **_bridge_options(options.get(GENERIC) or {}),
+    }
+    if ipv4.get("Gateway"):
+        params["gateway"] = str(parse_cidr(ipv4["Gateway"]).ip)
+    if pending is not None and pending.ip_range is not None:
+        params["ip_range"] = str(pending.ip_range)
+    return params
 
 
 def _bridge_options(generic: dict[str, Any]) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 
 :class:`FakeKernel` answers the calls the daemon makes to the kernel worker: the
 firewall is a multiset of rules (a delete of a rule that is not there fails, as
-iptables' does), bridges a dict of name -> address, and the routes a list the
-test sets.  :class:`FakeProxies` binds nothing; a host port in ``taken`` fails
+iptables' does), bridges a dict of name -> address, veth pairs a dict of host end
+-> what was asked for, and the routes a list the test sets.  :class:`FakeProxies` binds nothing; a host port in ``taken`` fails
 to bind, as one held by another process would.  The real kernel is tested in
 integration/ against the same handlers.
 """
@@ -22,8 +22,10 @@ from dockernetd.config import Config
 from dockernetd.driver import Driver, default_spec
 from dockernetd.errors import FirewallFailed
 from dockernetd.kernel import bridge as bridges
+from dockernetd.kernel import plumbing
 from dockernetd.kernel.conntrack import forget_udp
 from dockernetd.kernel.firewall import Firewall
+from dockernetd.kernel.plumbing import Plumbing
 from dockernetd.links import Links
 from dockernetd.network import Network, NetworkSpec, PortMapping
 from dockernetd.networks import Networks
@@ -43,6 +45,7 @@ class FakeKernel:
         self.paused: trio.Event | None = None  # while set and not fired, calls wait on it
         self.changed_by_others = False  # what Firewall.changed_by_others answers next
         self.localnet: list[str] = []  # bridges given route_localnet, in order
+        self.veths: dict[str, Plumbing] = {}  # by host end
 
     async def change_rules(self, insert: Sequence[Rule] = (), delete: Sequence[Rule] = ()) -> None:
         await trio.lowlevel.checkpoint()  # other tasks run meanwhile, as with the real worker
@@ -78,6 +81,13 @@ class FakeKernel:
             return []
         elif fn is bridges.enable_route_localnet:
             self.localnet.append(args[0])
+        elif fn is plumbing.plumb:
+            plan = args[0]
+            if plan.bridge not in self.bridges:
+                raise OSError(f"bridge {plan.bridge} is missing")
+            self.veths[plan.host_veth] = plan
+        elif fn is plumbing.unplumb:
+            self.veths.pop(args[0], None)
         elif fn is forget_udp:
             self.forgotten_udp.append((args[0], list(args[1])))
         else:
