@@ -152,6 +152,8 @@ def validate(config: Config) -> Config:
                 f"invalid metrics-addr {config.metrics_addr!r}: want HOST:PORT with an IP "
                 "address, e.g. 127.0.0.1:9323 or [::1]:9323"
             ) from None
+    if config.docker_plugin and config.network_disabled:
+        raise ConfigError("--docker-plugin serves networks: it cannot be used with -b none")
     if config.log_level not in LOG_LEVELS:
         raise ConfigError(
             f"invalid log level {config.log_level!r}: must be one of {', '.join(LOG_LEVELS)}"

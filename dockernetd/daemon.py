@@ -118,6 +118,9 @@ async def run(config: Config, argv: Sequence[str] = ()) -> None:
             listening = _listen(config)
             plugin_socket: BoundSocket | None = None
             try:
+                if config.docker_plugin:
+                    # bound before anything is served: once the daemon answers, so does it
+                    plugin_socket = bind_unix_socket(config.docker_plugin_socket, "", mode=0o600)
                 service = Service(config, driver, state)
                 dispatcher = Dispatcher(service)
                 server = Server(dispatcher)
@@ -134,8 +137,8 @@ async def run(config: Config, argv: Sequence[str] = ()) -> None:
                             commit_times,
                             supervisor.counts,
                         )
-                    if config.docker_plugin and driver is not None:
-                        plugin_socket = await _serve_docker_plugin(config, nursery, service)
+                    if plugin_socket is not None:
+                        await _serve_docker_plugin(plugin_socket, nursery, service)
                     notifier.send("READY=1", f"STATUS={service.summary()}")
                     if collector is not None:
                         collector.boot_seconds = process_age()
@@ -179,16 +182,13 @@ async def _serve_metrics(
     return collector
 
 
-async def _serve_docker_plugin(
-    config: Config, nursery: trio.Nursery, service: Service
-) -> BoundSocket:
+async def _serve_docker_plugin(bound: BoundSocket, nursery: trio.Nursery, service: Service) -> None:
+    # Imported only when asked for, as the metrics are.
     from .docker_plugin import DockerPlugin, plugin_server
 
-    bound = bind_unix_socket(config.docker_plugin_socket, "", mode=0o600)
     listener = trio.SocketListener(trio.socket.from_stdlib_socket(bound.sock))
     await nursery.start(plugin_server(DockerPlugin(service)).serve, [listener])
     log.info("serving Docker's plugin API on %s", bound.path)
-    return bound
 
 
 def _listen(config: Config) -> BoundSocket:

@@ -6,35 +6,16 @@
 # the host's hierarchies, which the test removes.
 set -euo pipefail
 root=$1 tag=$2
-mount -t tmpfs tmpfs /run
-mkdir -p /run/netns /run/dnd /run/docker/plugins
-ip link set lo up
-if ip link show eth0 >/dev/null 2>&1; then echo "not isolated: eth0 is here" >&2; exit 1; fi
-for dir in /etc/docker /var/lib/docker; do
-  mkdir -p "$dir"; mount -t tmpfs tmpfs "$dir"
-done
-work=/run/dnd
+source "$root/integration/sandbox.sh"
+mkdir -p /run/docker/plugins
+private_dirs /etc/docker /var/lib/docker
 py() { "$root/.venv/bin/python" "$@"; }
-ctl() { "$root/.venv/bin/dockernetctl" --socket "$work/d.sock" "$@"; }
-compact() { py -c 'import json, sys; print(json.dumps(json.load(sys.stdin)))'; }
-get() { "$root/.venv/bin/python" -c '
-import sys, urllib.request
-print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip())' "$1"; }
-fetch() { ip netns exec "$1" bash -c "$(declare -f get); root=$root; get $2"; }
 # what is left of dockernetd's doing in the kernel: interfaces and rules
 kernel_state() {
-  echo "$(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | sort | tr '\n' ' ')"
+  ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | sort | tr '\n' ' '
   iptables-legacy-save | grep -v '^#' | sed 's/\[[0-9:]*\]//'
 }
-
-echo "nameserver 192.0.2.53" > "$work/resolv.conf"
-start_daemon() {
-  "$root/.venv/bin/dockernetd" --socket "$work/d.sock" --state-dir "$work/state" \
-    --resolv-conf "$work/resolv.conf" --docker-plugin >> "$work/daemon.log" 2>&1 &
-  daemon=$!
-  for _ in $(seq 100); do ctl status >/dev/null 2>&1 && break; sleep 0.1; done
-}
-start_daemon
+start_daemon --docker-plugin
 echo "PLUGIN SOCKET: $(stat -c '%a %U' /run/docker/plugins/dockernetd.sock)"
 
 echo '{}' > "$work/daemon.json"
@@ -53,18 +34,8 @@ print(s.recv(4096).decode().rsplit("\n",1)[-1])' "$work/docker.sock" 2>/dev/null
 }
 start_dockerd
 
-# another machine on the host's uplink
-ip netns add out
-ip link add up0 type veth peer name eth0 netns out
-ip addr add 192.0.2.1/24 dev up0; ip link set up0 up
-ip -n out addr add 192.0.2.2/24 dev eth0; ip -n out link set eth0 up; ip -n out link set lo up
-
-# an image without a registry: busybox
-rootfs=$work/rootfs
-mkdir -p "$rootfs/bin" "$rootfs/www"
-cp /usr/bin/busybox "$rootfs/bin/busybox"
-for tool in sh httpd sleep ip; do ln -s busybox "$rootfs/bin/$tool"; done
-echo "hello from docker" > "$rootfs/www/index.html"
+wire_outside
+make_rootfs "hello from docker"  # an image without a registry: busybox
 tar -C "$rootfs" -c . | docker import - bb:latest > /dev/null
 
 before=$(kernel_state)
@@ -82,7 +53,7 @@ docker network connect n2 web
 echo "CONNECTED: $(docker exec web ip -o -4 addr show | awk '{print $2, $4}' | grep -v '^lo' | tr '\n' ' ')"
 kill -9 "$daemon"; wait "$daemon" 2>/dev/null || true  # a crash while the container runs
 echo "WHILE DOWN: $(fetch out http://192.0.2.1:8080/ 2>&1)"
-start_daemon
+start_daemon --docker-plugin
 echo "RESTARTED: $(ctl --json list | compact)"
 docker network disconnect n2 web
 echo "DISCONNECTED: $(ctl --json list | compact)"

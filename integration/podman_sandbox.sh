@@ -6,29 +6,9 @@
 # hierarchies, which the test removes.
 set -euo pipefail
 root=$1 tag=$2
-mount -t tmpfs tmpfs /run
-mkdir -p /run/netns /run/dnd
-ip link set lo up
-if ip link show eth0 >/dev/null 2>&1; then echo "not isolated: eth0 is here" >&2; exit 1; fi
-for dir in /etc/containers /var/lib/containers /var/lib/cni /etc/cni/net.d; do
-  mkdir -p "$dir"; mount -t tmpfs tmpfs "$dir"
-done
-work=/run/dnd
-ctl() { "$root/.venv/bin/dockernetctl" --socket "$work/d.sock" "$@"; }
-endpoints() { ctl --json list | "$root/.venv/bin/python" -c 'import json, sys; print(json.dumps(json.load(sys.stdin)))'; }
-get() { "$root/.venv/bin/python" -c '
-import sys, urllib.request
-print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip())' "$1"; }
-fetch() { ip netns exec "$1" bash -c "$(declare -f get); root=$root; get $2"; }
-
-# dockernetd in this namespace, and the plugin where podman looks for it
-echo "nameserver 192.0.2.53" > "$work/resolv.conf"
-start_daemon() {
-  "$root/.venv/bin/dockernetd" --socket "$work/d.sock" --state-dir "$work/state" \
-    --resolv-conf "$work/resolv.conf" >> "$work/daemon.log" 2>&1 &
-  daemon=$!
-  for _ in $(seq 100); do ctl status >/dev/null 2>&1 && break; sleep 0.1; done
-}
+source "$root/integration/sandbox.sh"
+private_dirs /etc/containers /var/lib/containers /var/lib/cni /etc/cni/net.d
+endpoints() { ctl --json list | compact; }
 start_daemon
 ctl network create red --subnet 10.88.5.0/24 > /dev/null
 bash "$root/contrib/cni/render.sh" "$root" "$work/cni"
@@ -48,18 +28,8 @@ cat > /etc/cni/net.d/red.conflist <<CONF
   "socket": "$work/d.sock", "capabilities": {"portMappings": true}}]}
 CONF
 
-# another machine on the host's uplink
-ip netns add out
-ip link add up0 type veth peer name eth0 netns out
-ip addr add 192.0.2.1/24 dev up0; ip link set up0 up
-ip -n out addr add 192.0.2.2/24 dev eth0; ip -n out link set eth0 up; ip -n out link set lo up
-
-# a busybox root filesystem: podman runs it with --rootfs, no image
-rootfs=$work/rootfs
-mkdir -p "$rootfs/bin" "$rootfs/www" "$rootfs/proc" "$rootfs/sys" "$rootfs/dev" "$rootfs/etc"
-cp /usr/bin/busybox "$rootfs/bin/busybox"
-for tool in sh httpd sleep; do ln -s busybox "$rootfs/bin/$tool"; done
-echo "hello from podman" > "$rootfs/www/index.html"
+wire_outside
+make_rootfs "hello from podman"  # podman runs it with --rootfs, no image
 
 podman() { command podman --root "$work/storage" --runroot /run/containers/storage \
   --storage-driver vfs "$@"; }

@@ -270,3 +270,21 @@ def test_firewall_self_heal_is_on_unless_turned_off(tmp_path):
     assert parse_args(["--firewall-self-heal=false"]).firewall_self_heal is False
     path = write(tmp_path, {"firewall-self-heal": False})
     assert parse_args(["--config-file", path]).public()["firewall-self-heal"] is False
+
+
+def test_docker_plugin_is_off_unless_asked(tmp_path):
+    default = parse_args([])
+    assert (default.docker_plugin, default.docker_plugin_socket) == (
+        False,
+        "/run/docker/plugins/dockernetd.sock",
+    )
+    assert parse_args(["--docker-plugin"]).docker_plugin is True
+    path = write(tmp_path, {"docker-plugin": True, "docker-plugin-socket": "/run/p/d.sock"})
+    public = parse_args(["--config-file", path]).public()
+    assert (public["docker-plugin"], public["docker-plugin-socket"]) == (True, "/run/p/d.sock")
+
+
+def test_docker_plugin_needs_networking():
+    with pytest.raises(ConfigError) as exc:
+        parse_args(["--docker-plugin", "-b", "none"])
+    assert str(exc.value) == "--docker-plugin serves networks: it cannot be used with -b none"
