@@ -81,8 +81,13 @@ def bind_unix_socket(path: str, group: str, mode: int = 0o660) -> BoundSocket:
         raise StartupError(f"cannot bind {path}: {exc.strerror}") from None
     finally:
         os.umask(old_umask)
-    os.chown(path, -1, gid)
-    os.chmod(path, mode)
+    try:
+        if gid != -1:
+            os.chown(path, -1, gid)
+        os.chmod(path, mode)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot set the mode of {path}: {exc.strerror}") from None
     sock.listen(1024)
     return BoundSocket(sock, path, os.stat(path).st_ino)
 

@@ -199,3 +199,31 @@ def test_the_hardened_unit_refuses_to_enter_namespaces_and_the_cni_drop_in_allow
     assert box.sh("cat /proc/sys/net/ipv4/conf/docker0/route_localnet").stdout == "1\n"
     assert cni(box, "DEL").returncode == 0
     assert box.run("ip", "-n", "c1", "link", "show", "eth0").returncode != 0
+
+
+def activate_plugin(box: Box) -> subprocess.CompletedProcess[str]:
+    """POST /Plugin.Activate on the plugin socket, as dockerd does when it finds it."""
+    probe = (
+        "import http.client, socket\n"
+        "c = http.client.HTTPConnection('localhost')\n"
+        "c.sock = socket.socket(socket.AF_UNIX)\n"
+        "c.sock.connect('/run/docker/plugins/dockernetd.sock')\n"
+        "c.request('POST', '/Plugin.Activate')\n"
+        "print(c.getresponse().read().decode())\n"
+    )
+    return box.run(f"{ROOT}/.venv/bin/python", "-c", probe)
+
+
+def test_the_docker_plugin_under_the_unit_and_its_drop_in(box: Box):
+    set_flags(box, "--docker-plugin")
+    box.sh(
+        "mkdir -p /etc/systemd/system/dockernetd.service.d && "
+        f"cp {ROOT}/contrib/systemd/docker-plugin.conf /etc/systemd/system/dockernetd.service.d/ && "
+        "systemctl daemon-reload && systemctl start dockernetd.service"
+    )
+    assert box.sh("stat -c '%a %U' /run/docker/plugins/dockernetd.sock").stdout == "600 root\n"
+    answer = activate_plugin(box)
+    assert json.loads(answer.stdout) == {"Implements": ["NetworkDriver", "IpamDriver"]}, answer
+    assert "docker.service" in box.prop("dockernetd", "Before").split()
+    box.run("systemctl", "stop", "dockernetd.service", check=True)
+    assert box.run("test", "-e", "/run/docker/plugins/dockernetd.sock").returncode == 1
