@@ -221,11 +221,17 @@ async def unplumb_endpoint(driver: Driver, endpoint: Endpoint) -> None:
     if endpoint.attachment is None:
         return
     try:
-        await driver.kernel.call(plumbing.unplumb, endpoint.attachment.host_veth)
+        await delete_veth(driver, endpoint.attachment.host_veth)
     except OSError as exc:
         log.warning(
             "%s: veth %s not deleted: %s", endpoint.container_id, endpoint.attachment.host_veth, exc
         )
+
+
+async def delete_veth(driver: Driver, host_veth: str) -> bool:
+    """Delete a veth pair by its host end if it is there (OSError); whether it was."""
+    deleted: bool = await driver.kernel.call(plumbing.unplumb, host_veth)
+    return deleted
 
 
 async def restore_network(driver: Driver, spec: NetworkSpec) -> None:

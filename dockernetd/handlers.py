@@ -33,6 +33,7 @@ from .config import Config
 from .driver import (
     Driver,
     close_endpoint,
+    delete_veth,
     inspect_endpoint,
     local_networks,
     open_endpoint,
@@ -392,6 +393,18 @@ class Service:
                 id=endpoint.container_id,
             ) from None
 
+    async def _sweep_unrecorded_veth(self, driver: Driver, network: Network, id: str) -> None:
+        """A daemon killed between making an endpoint's veth and recording it leaves the
+        veth and no endpoint; the runtime's DEL for it finds and deletes it by its name."""
+        host_veth = Attachment.host_end(network.name, id)
+        try:
+            swept = await delete_veth(driver, host_veth)
+        except OSError as exc:
+            log.warning("%s: unrecorded veth %s not deleted: %s", id, host_veth, exc)
+            return
+        if swept:
+            log.warning("%s: deleted veth %s, made but never recorded", id, host_veth)
+
     async def _unwire(self, driver: Driver, network: Network, endpoint: Endpoint) -> None:
         await unplumb_endpoint(driver, endpoint)
         await close_endpoint(driver, network, endpoint)
@@ -411,6 +424,8 @@ class Service:
                 leaving = driver.networks.networks_of(id, releasing=True)
             else:
                 leaving = [driver.networks.get(network)]
+                if id not in leaving[0].endpoints:
+                    await self._sweep_unrecorded_veth(driver, leaving[0], id)
             endpoints = [net.endpoint(id, releasing=True) for net in leaving]
             released = [m.public() for endpoint in endpoints for m in endpoint.ports]
             # Recorded first: if it cannot be, nothing is released; once it is, whatever the

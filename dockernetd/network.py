@@ -130,13 +130,19 @@ class Attachment:
     @staticmethod
     def named(netns: str, ifname: str, network: str, container_id: str) -> Attachment:
         """The host end is named after the endpoint: the same ADD again finds it."""
-        return Attachment(netns, ifname, "dn" + _digest(network, container_id))
+        return Attachment(netns, ifname, Attachment.host_end(network, container_id))
 
     @staticmethod
     def handed_over(network: str, container_id: str) -> Attachment:
         """Both ends named after the endpoint, the container end for the runtime to take."""
-        digest = _digest(network, container_id)
-        return Attachment(None, "dc" + digest, "dn" + digest)
+        return Attachment(
+            None, "dc" + _digest(network, container_id), Attachment.host_end(network, container_id)
+        )
+
+    @staticmethod
+    def host_end(network: str, container_id: str) -> str:
+        """The name of the host end of any veth the daemon makes for the endpoint."""
+        return "dn" + _digest(network, container_id)
 
 
 def _digest(network: str, container_id: str) -> str:

@@ -8,8 +8,10 @@ wires them in itself (allocate_interface with netns).  Real packets prove the wi
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -271,3 +273,88 @@ def test_gc_leaves_what_cni_did_not_make(daemon, make_netns):
     daemon.call("allocate_interface", id="plain", network="red")  # not through CNI
     assert cni(daemon, "GC", version="1.1.0", **{"cni.dev/valid-attachments": []}) == (0, None)
     assert [e["id"] for e in daemon.call("list_interfaces")] == ["plain"]
+
+
+def start_add(daemon: Daemon, container: str, ns: Netns) -> subprocess.Popen[str]:
+    """An ADD with a port mapping, left running (to be killed mid-call)."""
+    conf = {
+        "cniVersion": "1.0.0",
+        "name": "red-cni",
+        "type": "dockernetd",
+        "network": "red",
+        "socket": daemon.socket,
+        "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80}]},
+    }
+    env = {
+        "CNI_COMMAND": "ADD",
+        "CNI_CONTAINERID": container,
+        "CNI_NETNS": f"/run/netns/{ns.name}",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": str(PLUGIN.parent),
+    }
+    proc = subprocess.Popen(
+        [str(PLUGIN)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, text=True
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(conf))
+    proc.stdin.close()
+    return proc
+
+
+def leftovers(daemon: Daemon, host: Netns, ns: Netns) -> list[str]:
+    """What an attachment of red could have left anywhere: [] when nothing."""
+    left = [f"endpoint {e['id']}" for e in daemon.call("list_interfaces")]
+    left += [
+        f"veth {link['ifname']}" for link in host.ip_json("link") if link["ifname"].startswith("dn")
+    ]
+    left += [f"container {link['ifname']}" for link in ns.ip_json("link") if link["ifname"] != "lo"]
+    rules = host.exec("iptables-legacy-save").stdout.splitlines()
+    left += [f"rule {rule}" for rule in rules if "172.18.0.2" in rule or "8080" in rule]
+    return left
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.02, 0.035, 0.05, 0.08])
+def test_a_killed_add_leaves_nothing_after_del(daemon, host, make_netns, delay):
+    """The plugin SIGKILLed at some point of its ADD (its start, its call, its answer): the
+    daemon finishes or never starts the call, and the runtime's DEL removes what it made."""
+    ns = make_netns("dnd-c")
+    add = start_add(daemon, "k1", ns)
+    time.sleep(delay)
+    add.kill()
+    add.wait()
+    assert cni(daemon, "DEL", "k1", ns) == (0, None)
+    assert leftovers(daemon, host, ns) == []
+
+
+@pytest.mark.parametrize("delay", [0.03, 0.045, 0.06, 0.08])
+def test_a_daemon_killed_during_add_leaves_nothing_after_restart_and_del(
+    daemon, host, make_netns, delay
+):
+    ns = make_netns("dnd-c")
+    add = start_add(daemon, "k2", ns)
+    time.sleep(delay)
+    daemon.stop(signal.SIGKILL)
+    add.wait(timeout=30)
+    daemon.start()
+    assert cni(daemon, "DEL", "k2", ns) == (0, None)
+    assert leftovers(daemon, host, ns) == []
+
+
+def test_a_daemon_killed_after_wiring_before_recording_leaves_nothing_after_del(
+    daemon, host, make_netns
+):
+    """The narrowest window, made for certain: the kernel work of an ADD done and its
+    records never written (cut from the state file, as a SIGKILL between the two leaves it).
+    The restart's reconcile removes the rules; DEL finds the veth by its name."""
+    ns = make_netns("dnd-c")
+    state = Path(daemon.state_dir) / "state.jsonl"
+    before = state.read_bytes()
+    assert start_add(daemon, "k3", ns).wait(timeout=30) == 0
+    daemon.stop(signal.SIGKILL)
+    state.write_bytes(before)
+    daemon.start()
+    assert daemon.call("list_interfaces") == []
+    assert [link["ifname"] for link in host.ip_json("link") if link["ifname"].startswith("dn")]
+    assert cni(daemon, "DEL", "k3", ns) == (0, None)
+    assert leftovers(daemon, host, ns) == []
+    assert "made but never recorded" in daemon.log()

@@ -45,7 +45,7 @@ class FakeKernel:
         self.paused: trio.Event | None = None  # while set and not fired, calls wait on it
         self.changed_by_others = False  # what Firewall.changed_by_others answers next
         self.localnet: list[str] = []  # bridges given route_localnet, in order
-        self.veths: dict[str, Plumbing] = {}  # by host end
+        self.veths: dict[str, Plumbing | None] = {}  # by host end; None: made by a test
 
     async def change_rules(self, insert: Sequence[Rule] = (), delete: Sequence[Rule] = ()) -> None:
         await trio.lowlevel.checkpoint()  # other tasks run meanwhile, as with the real worker
@@ -87,7 +87,9 @@ class FakeKernel:
                 raise OSError(f"bridge {plan.bridge} is missing")
             self.veths[plan.host_veth] = plan
         elif fn is plumbing.unplumb:
+            there = args[0] in self.veths
             self.veths.pop(args[0], None)
+            return there
         elif fn is forget_udp:
             self.forgotten_udp.append((args[0], list(args[1])))
         else:

@@ -17,6 +17,7 @@ from dockernetd.daemon import keep_firewall
 from dockernetd.errors import FirewallFailed
 from dockernetd.handlers import Service
 from dockernetd.jobs import Peer
+from dockernetd.network import Attachment
 from dockernetd.pools import parse_pool
 from dockernetd.rpc import Dispatcher
 from dockernetd.rules import ISOLATION_JUMP, RAW, direct_access_rule, network_rules
@@ -215,6 +216,20 @@ def test_without_iptables_a_network_has_no_rules_and_cannot_be_internal(tmp_path
         -32602,
         "Bad parameter: internal networks need --iptables: their isolation is firewall rules",
     )
+
+
+def test_a_release_of_an_unknown_endpoint_deletes_its_unrecorded_veth(world, caplog):
+    """What a daemon killed between making a veth and recording it leaves: the runtime's
+    DEL (release_interface naming the network) finds the veth by its name."""
+    world.ok("network_create", name="red", subnet="10.1.0.0/24")
+    left = Attachment.host_end("red", "c.eth0")
+    world.kernel.veths[left] = None  # the kernel's veth; no endpoint holds it
+    code, message, _ = world.error("release_interface", id="c.eth0", network="red")
+    assert (code, message) == (1004, "No network information to release for c.eth0")
+    assert world.kernel.veths == {}
+    assert f"c.eth0: deleted veth {left}, made but never recorded" in caplog.text
+    world.error("release_interface", id="c.eth0", network="red")  # nothing left: quiet
+    assert caplog.text.count("made but never recorded") == 1
 
 
 def test_release_without_network_leaves_every_network(world):

@@ -103,11 +103,14 @@ def _enslave_host_end(ctx: KernelContext, plan: Plumbing, bridge_index: int) -> 
     ctx.netlink.enslave_and_up(host.index, bridge_index)
 
 
-def unplumb(ctx: KernelContext, host_veth: str) -> None:
-    """Delete the pair by its host end, if it is there (gone with its namespace, or never)."""
+def unplumb(ctx: KernelContext, host_veth: str) -> bool:
+    """Delete the pair by its host end, if it is there (gone with its namespace, or never);
+    whether it was."""
     link = ctx.netlink.link(host_veth)
-    if link is not None:
-        ctx.netlink.delete_link(link.index)
+    if link is None:
+        return False
+    ctx.netlink.delete_link(link.index)
+    return True
 
 
 def inspect(ctx: KernelContext, netns: str, ifname: str, address: IPv4Interface) -> list[str]:
