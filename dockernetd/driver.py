@@ -216,16 +216,20 @@ async def inspect_endpoint(driver: Driver, network: Network, endpoint: Endpoint)
     )
 
 
-async def unplumb_endpoint(driver: Driver, endpoint: Endpoint) -> None:
-    """Delete the veth the daemon made for an endpoint, if it did (errors logged)."""
+async def unplumb_endpoint(driver: Driver, endpoint: Endpoint, *, wait: bool = True) -> None:
+    """Delete the veth the daemon made for an endpoint, if it did (errors logged); with
+    ``wait`` False the deletion is left to finish on the kernel thread (see post)."""
     if endpoint.attachment is None:
         return
+    host_veth = endpoint.attachment.host_veth
+    if not wait:
+        what = f"{endpoint.container_id}: deleting veth {host_veth}"
+        driver.kernel.post(plumbing.unplumb, host_veth, what=what)
+        return
     try:
-        await delete_veth(driver, endpoint.attachment.host_veth)
+        await delete_veth(driver, host_veth)
     except OSError as exc:
-        log.warning(
-            "%s: veth %s not deleted: %s", endpoint.container_id, endpoint.attachment.host_veth, exc
-        )
+        log.warning("%s: veth %s not deleted: %s", endpoint.container_id, host_veth, exc)
 
 
 async def delete_veth(driver: Driver, host_veth: str) -> bool:

@@ -364,10 +364,10 @@ class Service:
             if endpoint.attachment is None:
                 return
             self._record([Joined(net.name, id, endpoint.ip, endpoint.mac_address)])
-            await self._unplumb(driver, endpoint)
+            await self._unplumb(driver, endpoint, wait=False)
 
-    async def _unplumb(self, driver: Driver, endpoint: Endpoint) -> None:
-        await unplumb_endpoint(driver, endpoint)
+    async def _unplumb(self, driver: Driver, endpoint: Endpoint, *, wait: bool = True) -> None:
+        await unplumb_endpoint(driver, endpoint, wait=wait)
         endpoint.attachment = None
 
     async def _wire(self, driver: Driver, network: Network, endpoint: Endpoint) -> None:
@@ -405,10 +405,15 @@ class Service:
         if swept:
             log.warning("%s: deleted veth %s, made but never recorded", id, host_veth)
 
-    async def _unwire(self, driver: Driver, network: Network, endpoint: Endpoint) -> None:
-        await unplumb_endpoint(driver, endpoint)
+    async def _unwire(
+        self, driver: Driver, network: Network, endpoint: Endpoint, *, wait: bool = True
+    ) -> None:
+        """Undo an endpoint: its guard, its address, and its veth, which is left to finish
+        deleting unless ``wait`` (last: the kernel thread is busy with it for a while; the
+        endpoint is being released, so its container is gone or going)."""
         await close_endpoint(driver, network, endpoint)
         driver.networks.leave(network, endpoint.container_id)
+        await unplumb_endpoint(driver, endpoint, wait=wait)
 
     async def check_interface(self, id: str, network: str) -> dict[str, Any]:
         """What is wrong with an endpoint the daemon wired in (CNI's CHECK): [] if nothing."""
@@ -433,7 +438,8 @@ class Service:
             self._record([Left(net.name, id) for net in leaving])
             for net, endpoint in zip(leaving, endpoints, strict=True):
                 await driver.mapper.unmap(net.spec.bridge, endpoint, list(endpoint.ports))
-                await self._unwire(driver, net, endpoint)
+                # the runtime need not wait the ~20 ms the kernel takes to delete a veth
+                await self._unwire(driver, net, endpoint, wait=False)
         result = {"id": id, "ip": str(endpoints[0].ip), "released_ports": released}
         if any(not net.spec.is_default for net in leaving):
             result["networks"] = [net.name for net in leaving]

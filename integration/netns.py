@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,15 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> float:
+    """Seconds until ``check()`` holds (it must, within ``timeout``)."""
+    started = time.monotonic()
+    while not check():
+        assert time.monotonic() - started < timeout, f"{check} did not hold in {timeout} s"
+        time.sleep(0.02)
+    return time.monotonic() - started
 
 
 #: The "outside" machine (the ``outside`` fixture) and the host's address on their link.

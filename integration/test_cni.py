@@ -25,6 +25,7 @@ from netns import (
     crafted_syn_arrives,
     probe,
     start_echo_server,
+    wait_for,
 )
 
 PLUGIN = Path(sys.executable).parent / "dockernetd-cni"
@@ -90,8 +91,9 @@ def test_add_wires_the_container_in_and_del_takes_it_out(
         f"eth0 does not hold 172.18.0.2/16; no default route in /run/netns/{ns.name}"
     )
     assert cni(daemon, "DEL", ns=ns) == (0, None)
-    assert host.link(veth) is None and ns.link("eth0") is None
     assert daemon.call("list_interfaces") == []
+    # the veth's deletion finishes on the daemon's kernel thread after DEL has answered
+    wait_for(lambda: host.link(veth) is None and ns.link("eth0") is None, timeout=2)
     assert cni(daemon, "DEL", ns=ns) == (0, None)  # again: still success
 
 
@@ -303,6 +305,7 @@ def start_add(daemon: Daemon, container: str, ns: Netns) -> subprocess.Popen[str
 
 def leftovers(daemon: Daemon, host: Netns, ns: Netns) -> list[str]:
     """What an attachment of red could have left anywhere: [] when nothing."""
+    daemon.call("verify")  # a kernel call: every deletion queued before it is done
     left = [f"endpoint {e['id']}" for e in daemon.call("list_interfaces")]
     left += [
         f"veth {link['ifname']}" for link in host.ip_json("link") if link["ifname"].startswith("dn")

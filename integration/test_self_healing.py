@@ -10,16 +10,15 @@ from __future__ import annotations
 import sys
 import time
 
-from netns import HOST_UPLINK, OUTSIDE, attach_container, iptables_rules, probe, start_echo_server
-
-
-def wait_for(check, timeout: float = 10.0) -> float:
-    """Seconds until ``check()`` holds (it must, within ``timeout``)."""
-    started = time.monotonic()
-    while not check():
-        assert time.monotonic() - started < timeout, "not healed"
-        time.sleep(0.05)
-    return time.monotonic() - started
+from netns import (
+    HOST_UPLINK,
+    OUTSIDE,
+    attach_container,
+    iptables_rules,
+    probe,
+    start_echo_server,
+    wait_for,
+)
 
 
 def test_flushed_rules_come_back_and_others_rules_stay(

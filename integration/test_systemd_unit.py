@@ -198,7 +198,8 @@ def test_the_hardened_unit_refuses_to_enter_namespaces_and_the_cni_drop_in_allow
     assert "172.17.0.2/16" in box.sh("ip -n c1 -4 -br addr show eth0").stdout
     assert box.sh("cat /proc/sys/net/ipv4/conf/docker0/route_localnet").stdout == "1\n"
     assert cni(box, "DEL").returncode == 0
-    assert box.run("ip", "-n", "c1", "link", "show", "eth0").returncode != 0
+    # the veth's deletion finishes on the daemon's kernel thread after DEL has answered
+    box.wait_for(lambda: box.run("ip", "-n", "c1", "link", "show", "eth0").returncode != 0, 2)
 
 
 def activate_plugin(box: Box) -> subprocess.CompletedProcess[str]:

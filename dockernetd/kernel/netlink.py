@@ -138,19 +138,22 @@ class Netlink:
         )
 
     @_kernel_errors
-    def add_veth(self, name: str, peer: str, peer_netns_fd: int | None = None) -> None:
-        """A veth pair whose ``peer`` end is created inside the namespace ``peer_netns_fd``
-        (in this one when None)."""
+    def add_veth(
+        self, name: str, master: int, mtu: int, peer: str, peer_mac: str, peer_netns_fd: int | None
+    ) -> None:
+        """A veth pair in one request: ``name`` up in the bridge ``master``, and ``peer``
+        (down, with its MAC) created inside the namespace ``peer_netns_fd`` (in this one
+        when None); both ends with ``mtu``."""
         where = {} if peer_netns_fd is None else {"net_ns_fd": peer_netns_fd}
-        self._ipr.link("add", ifname=name, kind="veth", peer={"ifname": peer, **where})
-
-    @_kernel_errors
-    def set_mac_and_mtu(self, index: int, mac: str, mtu: int) -> None:
-        self._ipr.link("set", index=index, address=mac, mtu=mtu)
-
-    @_kernel_errors
-    def enslave_and_up(self, index: int, master: int) -> None:
-        self._ipr.link("set", index=index, master=master, state="up")
+        self._ipr.link(
+            "add",
+            ifname=name,
+            kind="veth",
+            master=master,
+            mtu=mtu,
+            state="up",
+            peer={"ifname": peer, "address": peer_mac, "mtu": mtu, **where},
+        )
 
     @_kernel_errors
     def delete_link(self, index: int) -> None:

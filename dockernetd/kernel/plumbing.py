@@ -54,38 +54,34 @@ class Plumbing:
 
 
 def plumb(ctx: KernelContext, plan: Plumbing) -> None:
-    """Make the veth pair and configure the container end: MAC and MTU, and inside a
-    namespace also its address, up, and the default route via the gateway.  A pair left
-    by an earlier attempt is replaced."""
-    netlink = ctx.netlink
-    bridge = netlink.link(plan.bridge)
+    """Make the veth pair (one request: the host end up in the bridge, the container end
+    with its MAC, both with the MTU); inside a namespace, also give the container end its
+    address, bring it up and route by default via the gateway.  A pair left by an earlier
+    attempt is replaced."""
+    bridge = ctx.netlink.link(plan.bridge)
     if bridge is None:
         raise OSError(f"bridge {plan.bridge} is missing")
     unplumb(ctx, plan.host_veth)
     if plan.netns is None:
-        netlink.add_veth(plan.host_veth, plan.ifname)
-        with _unplumbed_on_failure(ctx, plan.host_veth):
-            peer = netlink.link(plan.ifname)
-            assert peer is not None
-            netlink.set_mac_and_mtu(peer.index, plan.mac, plan.mtu)
-            _enslave_host_end(ctx, plan, bridge.index)
+        _add_veth(ctx, plan, bridge.index, None)
         return
     with open_netns(plan.netns) as fd, os_errors():
-        netlink.add_veth(plan.host_veth, plan.ifname, fd)
-        with _unplumbed_on_failure(ctx, plan.host_veth):
-            _enslave_host_end(ctx, plan, bridge.index)
-            with netlink_in(fd) as inside:
-                index = inside.link_lookup(ifname=plan.ifname)[0]
-                inside.link("set", index=index, address=plan.mac, mtu=plan.mtu)
-                inside.addr(
-                    "add",
-                    index=index,
-                    address=str(plan.address.ip),
-                    prefixlen=plan.address.network.prefixlen,
-                    broadcast=str(plan.address.network.broadcast_address),
-                )
-                inside.link("set", index=index, state="up")
-                inside.route("replace", dst="0.0.0.0/0", gateway=str(plan.gateway))
+        _add_veth(ctx, plan, bridge.index, fd)
+        with _unplumbed_on_failure(ctx, plan.host_veth), netlink_in(fd) as inside:
+            index = inside.link_lookup(ifname=plan.ifname)[0]
+            inside.addr(
+                "add",
+                index=index,
+                address=str(plan.address.ip),
+                prefixlen=plan.address.network.prefixlen,
+                broadcast=str(plan.address.network.broadcast_address),
+            )
+            inside.link("set", index=index, state="up")
+            inside.route("replace", dst="0.0.0.0/0", gateway=str(plan.gateway))
+
+
+def _add_veth(ctx: KernelContext, plan: Plumbing, bridge_index: int, netns_fd: int | None) -> None:
+    ctx.netlink.add_veth(plan.host_veth, bridge_index, plan.mtu, plan.ifname, plan.mac, netns_fd)
 
 
 @contextlib.contextmanager
@@ -95,12 +91,6 @@ def _unplumbed_on_failure(ctx: KernelContext, host_veth: str) -> Iterator[None]:
     except BaseException:
         unplumb(ctx, host_veth)
         raise
-
-
-def _enslave_host_end(ctx: KernelContext, plan: Plumbing, bridge_index: int) -> None:
-    host = ctx.netlink.link(plan.host_veth)
-    assert host is not None
-    ctx.netlink.enslave_and_up(host.index, bridge_index)
 
 
 def unplumb(ctx: KernelContext, host_veth: str) -> bool:

@@ -94,6 +94,18 @@ class KernelWorker:
         result: T = await self._submit(fn, args)
         return result
 
+    def post(self, fn: Callable[..., Any], *args: Any, what: str) -> None:
+        """Run ``fn(context, *args)`` in the worker thread without waiting for it: work
+        whose end nobody needs to see (a released veth's deletion, which the kernel takes
+        ~20 ms to finish).  It runs in order with every other call, so a later call finds
+        it done; a failure is logged, saying ``what`` failed."""
+
+        def deliver(result: outcome.Outcome[Any]) -> None:
+            if isinstance(result, outcome.Error):
+                log.warning("%s failed: %s", what, result.error)
+
+        self._jobs.put((fn, args, trio.lowlevel.current_trio_token(), deliver))
+
     async def change_rules(self, insert: Sequence[Rule] = (), delete: Sequence[Rule] = ()) -> None:
         """Insert and delete rules, all or nothing (FirewallFailed), group-committed."""
         with _translated():
