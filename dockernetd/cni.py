@@ -28,7 +28,7 @@ from .errors import UnknownContainer, UnknownNetwork
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any
+    from typing import Any, NoReturn
 
 SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 #: network.DEFAULT_NETWORK, not imported: network.py pulls in the allocators, and the plugin's
@@ -271,13 +271,17 @@ def run(environ: dict[str, str], stdin: str) -> tuple[int, dict[str, Any] | None
             call.close()
 
 
-def main() -> int:
+def main() -> NoReturn:
+    """The plugin as a program: it ends the process.  With os._exit, once the answer is
+    flushed: the interpreter's teardown (~4 ms here, of every container start) has
+    nothing to do for us, the daemon's connection being closed already."""
     code, output = run(dict(os.environ), sys.stdin.read())
     if output is not None:
         json.dump(output, sys.stdout)
         sys.stdout.write("\n")
-    return code
+    sys.stdout.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

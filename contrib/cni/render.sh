@@ -15,6 +15,6 @@ cat > "$out/dockernetd" <<LAUNCHER
 import sys
 sys.path.insert(0, "$prefix")
 from dockernetd.cni import main
-sys.exit(main())
+main()
 LAUNCHER
 chmod 0755 "$out/dockernetd"
