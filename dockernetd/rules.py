@@ -31,6 +31,7 @@ are Docker's own and shared with anything that expects them.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -53,10 +54,41 @@ OWN_FILTER_CHAINS = (ISOLATION_1, ISOLATION_2)
 
 
 @dataclass(frozen=True)
+class NftElement:
+    """An element of one of the sets or maps of the nftables table (``key : value``)."""
+
+    set: str
+    key: tuple[str, ...]
+    value: tuple[str, ...] = ()
+
+    def text(self) -> str:
+        """The element as nft writes it: ``tcp . 8080 : 172.17.0.2 . 80``."""
+        key = " . ".join(self.key)
+        return f"{key} : {' . '.join(self.value)}" if self.value else key
+
+
+@dataclass(frozen=True)
+class NftRule:
+    """A rule of one of the table's chains, in nft syntax (also its comment: its identity
+    when the table is read back)."""
+
+    chain: str
+    text: str
+
+
+NftItem = NftElement | NftRule
+
+
+@dataclass(frozen=True)
 class Rule:
+    """One rule of the daemon's firewall: as iptables writes it (``table``, ``chain``,
+    ``args``), and what stands for it in the nftables table (``nft``: elements of its
+    sets and maps, or rules of its chains; nothing for what the table has built in)."""
+
     table: str
     chain: str
     args: tuple[str, ...]
+    nft: tuple[NftItem, ...] = ()
 
     def save_line(self) -> str:
         """The rule as ``iptables-save`` prints it."""
@@ -81,7 +113,7 @@ class BootPlan:
     jumps: tuple[Rule, ...]
 
 
-def _rule(table: str, chain: str, args: str, comment: str = "") -> Rule:
+def _rule(table: str, chain: str, args: str, comment: str = "", nft: NftItem | None = None) -> Rule:
     """A rule from its save form; values never hold spaces (names and ids are validated).
 
     The owner tag goes where iptables-save prints it: after the matches, before -j.
@@ -90,25 +122,62 @@ def _rule(table: str, chain: str, args: str, comment: str = "") -> Rule:
     if comment:
         jump = words.index("-j")
         words = (*words[:jump], "-m", "comment", "--comment", comment, *words[jump:])
-    return Rule(table, chain, words)
+    return Rule(table, chain, words, () if nft is None else (nft,))
 
 
 def boot_plan(spec: NetworkSpec) -> BootPlan:
     """The default network's rules at boot: Docker 1.4's setupIPTables."""
-    bridge, network, icc = spec.bridge, spec.subnet, spec.icc
+    bridge, icc = spec.bridge, spec.icc
     present = []
     if spec.ip_masq:
-        present.append(_rule(NAT, "POSTROUTING", f"-s {network} ! -o {bridge} -j MASQUERADE"))
-    accept = _rule(FILTER, "FORWARD", f"-i {bridge} -o {bridge} -j ACCEPT")
-    drop = _rule(FILTER, "FORWARD", f"-i {bridge} -o {bridge} -j DROP")
+        present.append(_masquerade(spec))
+    accept, drop = _icc(bridge, accept=True), _icc(bridge, accept=False)
     present.append(accept if icc else drop)
-    present.append(_rule(FILTER, "FORWARD", f"-i {bridge} ! -o {bridge} -j ACCEPT"))
-    present.append(
-        _rule(
-            FILTER, "FORWARD", f"-o {bridge} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
-        )
-    )
+    present.append(_outgoing(bridge))
+    present.append(_established(bridge))
     return BootPlan(absent=(drop if icc else accept,), present=tuple(present), jumps=DOCKER_JUMPS)
+
+
+def _masquerade(spec: NetworkSpec, tag: str = "") -> Rule:
+    subnet, bridge = spec.subnet, spec.bridge
+    return _rule(
+        NAT,
+        "POSTROUTING",
+        f"-s {subnet} ! -o {bridge} -j MASQUERADE",
+        tag,
+        NftRule("postrouting_nat", f'ip saddr {subnet} oifname != "{bridge}" masquerade'),
+    )
+
+
+def _icc(bridge: str, *, accept: bool, tag: str = "") -> Rule:
+    verdict = "ACCEPT" if accept else "DROP"
+    return _rule(
+        FILTER,
+        "FORWARD",
+        f"-i {bridge} -o {bridge} -j {verdict}",
+        tag,
+        NftRule("networks", f'iifname "{bridge}" oifname "{bridge}" {verdict.lower()}'),
+    )
+
+
+def _outgoing(bridge: str, tag: str = "") -> Rule:
+    return _rule(
+        FILTER,
+        "FORWARD",
+        f"-i {bridge} ! -o {bridge} -j ACCEPT",
+        tag,
+        NftRule("networks", f'iifname "{bridge}" oifname != "{bridge}" accept'),
+    )
+
+
+def _established(bridge: str, tag: str = "") -> Rule:
+    return _rule(
+        FILTER,
+        "FORWARD",
+        f"-o {bridge} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        tag,
+        NftRule("established", f'oifname "{bridge}" ct state established,related accept'),
+    )
 
 
 #: Local traffic to published ports goes through DOCKER; loopback is left to the proxy.
@@ -133,7 +202,10 @@ LOOPBACK = IPv4Network("127.0.0.0/8")
 def direct_access_rule(bridge: str, endpoint: Endpoint) -> Rule:
     """Docker 28's guard (moby#41872): a container is reached from off its bridge only
     through a published port, never at its own address."""
-    return _rule(RAW, "PREROUTING", f"-d {endpoint.ip}/32 ! -i {bridge} -j DROP")
+    rule = _rule(RAW, "PREROUTING", f"-d {endpoint.ip}/32 ! -i {bridge} -j DROP")
+    ip = str(endpoint.ip)
+    guarded = (NftElement("endpoint_ips", (ip,)), NftElement("endpoints", (ip, bridge)))
+    return dataclasses.replace(rule, nft=guarded)
 
 
 def loopback_guard_rule(mapping: PortMapping) -> Rule | None:
@@ -141,12 +213,12 @@ def loopback_guard_rule(mapping: PortMapping) -> Rule | None:
     addressed to it (crafted; moby#45610) is dropped before DNAT could forward it."""
     if mapping.host_ip not in LOOPBACK:
         return None
-    proto = mapping.proto
+    proto, host_ip, port = mapping.proto, mapping.host_ip, mapping.host_port
     return _rule(
         RAW,
         "PREROUTING",
-        f"-d {mapping.host_ip}/32 ! -i lo -p {proto} -m {proto} --dport {mapping.host_port} "
-        "-j DROP",
+        f"-d {host_ip}/32 ! -i lo -p {proto} -m {proto} --dport {port} -j DROP",
+        nft=NftElement("loopback_guard", (str(host_ip), proto, str(port))),
     )
 
 
@@ -157,7 +229,13 @@ def localnet_guard_rule(spec: NetworkSpec) -> Rule:
     """Nothing arriving on a bridge is for 127.0.0.0/8.  The kernel drops such packets as
     martians, unless the bridge has route_localnet (which a port published without the
     proxy needs, for the host's own 127.0.0.1 to reach it): then this rule does."""
-    return _rule(RAW, "PREROUTING", f"-d 127.0.0.0/8 -i {spec.bridge} -j DROP", LOCALNET_TAG)
+    return _rule(
+        RAW,
+        "PREROUTING",
+        f"-d 127.0.0.0/8 -i {spec.bridge} -j DROP",
+        LOCALNET_TAG,
+        NftElement("localnet_bridges", (spec.bridge,)),
+    )
 
 
 def loopback_path_rules(endpoint: Endpoint, mapping: PortMapping) -> list[Rule]:
@@ -169,21 +247,27 @@ def loopback_path_rules(endpoint: Endpoint, mapping: PortMapping) -> list[Rule]:
     if mapping.proxy or not (host_ip.packed == bytes(4) or host_ip in LOOPBACK):
         return []
     proto, tag = mapping.proto, OWNER_TAG + endpoint.container_id
-    local = "127.0.0.0/8" if host_ip.packed == bytes(4) else f"{host_ip}/32"
+    host_port, ip, port = str(mapping.host_port), str(endpoint.ip), str(mapping.container_port)
+    if host_ip.packed == bytes(4):
+        local, dnat = "127.0.0.0/8", NftElement("loopback_any", (proto, host_port), (ip, port))
+    else:
+        local = f"{host_ip}/32"
+        dnat = NftElement("loopback_at", (str(host_ip), proto, host_port), (ip, port))
     return [
         _rule(
             NAT,
             "OUTPUT",
-            f"-d {local} -p {proto} -m {proto} --dport {mapping.host_port} "
-            f"-j DNAT --to-destination {endpoint.ip}:{mapping.container_port}",
+            f"-d {local} -p {proto} -m {proto} --dport {host_port} "
+            f"-j DNAT --to-destination {ip}:{port}",
             tag,
+            dnat,
         ),
         _rule(
             NAT,
             "POSTROUTING",
-            f"-s 127.0.0.0/8 -d {endpoint.ip}/32 -p {proto} -m {proto} "
-            f"--dport {mapping.container_port} -j MASQUERADE",
+            f"-s 127.0.0.0/8 -d {ip}/32 -p {proto} -m {proto} --dport {port} -j MASQUERADE",
             tag,
+            NftElement("loopback_masq", (ip, proto, port)),
         ),
     ]
 
@@ -197,32 +281,46 @@ LINK_RULE_TABLES = (FILTER, FILTER)
 def mapping_rules(bridge: str, endpoint: Endpoint, mapping: PortMapping) -> tuple[Rule, Rule]:
     """The DNAT rule in nat DOCKER and the (tagged) FORWARD accept rule of one published port."""
     host_ip, proto, port = mapping.host_ip, mapping.proto, mapping.container_port
-    destination = "" if host_ip.packed == bytes(4) else f"-d {host_ip}/32"
+    host_port, ip = str(mapping.host_port), str(endpoint.ip)
+    if host_ip.packed == bytes(4):
+        destination = ""
+        # the map DNATs; the verdict map keeps the container's own bridge out (! -i bridge)
+        nft: tuple[NftItem, ...] = (
+            NftElement("skip_any", (bridge, proto, host_port), ("return",)),
+            NftElement("dnat_any", (proto, host_port), (ip, str(port))),
+        )
+    else:
+        destination = f"-d {host_ip}/32"
+        nft = (
+            NftElement("skip_at", (bridge, str(host_ip), proto, host_port), ("return",)),
+            NftElement("dnat_at", (str(host_ip), proto, host_port), (ip, str(port))),
+        )
     dnat = _rule(
         NAT,
         DOCKER_CHAIN,
-        f"{destination} ! -i {bridge} -p {proto} -m {proto} --dport {mapping.host_port} "
-        f"-j DNAT --to-destination {endpoint.ip}:{port}",
+        f"{destination} ! -i {bridge} -p {proto} -m {proto} --dport {host_port} "
+        f"-j DNAT --to-destination {ip}:{port}",
     )
     forward = _rule(
         FILTER,
         "FORWARD",
-        f"-d {endpoint.ip}/32 ! -i {bridge} -o {bridge} -p {proto} -m {proto} "
-        f"--dport {port} -j ACCEPT",
+        f"-d {ip}/32 ! -i {bridge} -o {bridge} -p {proto} -m {proto} --dport {port} -j ACCEPT",
         OWNER_TAG + endpoint.container_id,
+        NftElement("published_to", (ip, proto, str(port))),
     )
-    return dnat, forward
+    return dataclasses.replace(dnat, nft=nft), forward
 
 
 def link_rules(bridge: str, link: Link) -> tuple[Rule, Rule]:
     """Parent to child's port, and the child's answers back (Docker inserts both with -I)."""
-    parent, child, proto, port = link.parent, link.child, link.proto, link.port
+    parent, child, proto, port = str(link.parent), str(link.child), link.proto, str(link.port)
     to_child = _rule(
         FILTER,
         "FORWARD",
         f"-s {parent}/32 -d {child}/32 -i {bridge} -o {bridge} -p {proto} -m {proto} "
         f"--dport {port} -j ACCEPT",
         LINK_TAG,
+        NftElement("links", (bridge, bridge, parent, child, proto, port)),
     )
     to_parent = _rule(
         FILTER,
@@ -230,6 +328,7 @@ def link_rules(bridge: str, link: Link) -> tuple[Rule, Rule]:
         f"-s {child}/32 -d {parent}/32 -i {bridge} -o {bridge} -p {proto} -m {proto} "
         f"--sport {port} -j ACCEPT",
         LINK_TAG,
+        NftElement("links_reply", (bridge, bridge, child, parent, proto, port)),
     )
     return to_child, to_parent
 
@@ -246,21 +345,11 @@ def network_rules(spec: NetworkSpec) -> tuple[Rule, ...]:
     bridge, tag = spec.bridge, NETWORK_TAG + spec.name
     rules = []
     if spec.ip_masq and not spec.internal:
-        rules.append(
-            _rule(NAT, "POSTROUTING", f"-s {spec.subnet} ! -o {bridge} -j MASQUERADE", tag)
-        )
-    verdict = "ACCEPT" if spec.icc else "DROP"
-    rules.append(_rule(FILTER, "FORWARD", f"-i {bridge} -o {bridge} -j {verdict}", tag))
+        rules.append(_masquerade(spec, tag))
+    rules.append(_icc(bridge, accept=spec.icc, tag=tag))
     if not spec.internal:
-        rules.append(_rule(FILTER, "FORWARD", f"-i {bridge} ! -o {bridge} -j ACCEPT", tag))
-        rules.append(
-            _rule(
-                FILTER,
-                "FORWARD",
-                f"-o {bridge} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-                tag,
-            )
-        )
+        rules.append(_outgoing(bridge, tag))
+        rules.append(_established(bridge, tag))
     return tuple(rules)
 
 
@@ -285,12 +374,43 @@ def isolation_rules(specs: Iterable[NetworkSpec]) -> list[Rule]:
     rules = []
     for spec in specs:
         bridge = spec.bridge
+        quoted = f'"{bridge}"'
         if spec.internal:
-            rules.append(_rule(FILTER, ISOLATION_1, f"-i {bridge} ! -o {bridge} -j DROP"))
-            rules.append(_rule(FILTER, ISOLATION_1, f"! -i {bridge} -o {bridge} -j DROP"))
+            rules.append(
+                _rule(
+                    FILTER,
+                    ISOLATION_1,
+                    f"-i {bridge} ! -o {bridge} -j DROP",
+                    nft=NftRule("isolation1", f"iifname {quoted} oifname != {quoted} drop"),
+                )
+            )
+            rules.append(
+                _rule(
+                    FILTER,
+                    ISOLATION_1,
+                    f"! -i {bridge} -o {bridge} -j DROP",
+                    nft=NftRule("isolation1", f"iifname != {quoted} oifname {quoted} drop"),
+                )
+            )
         else:
-            rules.append(_rule(FILTER, ISOLATION_1, f"-i {bridge} ! -o {bridge} -j {ISOLATION_2}"))
-            rules.append(_rule(FILTER, ISOLATION_2, f"-o {bridge} -j DROP"))
+            rules.append(
+                _rule(
+                    FILTER,
+                    ISOLATION_1,
+                    f"-i {bridge} ! -o {bridge} -j {ISOLATION_2}",
+                    nft=NftRule(
+                        "isolation1", f"iifname {quoted} oifname != {quoted} jump isolation2"
+                    ),
+                )
+            )
+            rules.append(
+                _rule(
+                    FILTER,
+                    ISOLATION_2,
+                    f"-o {bridge} -j DROP",
+                    nft=NftRule("isolation2", f"oifname {quoted} drop"),
+                )
+            )
     return [*rules, ISOLATION_JUMP]
 
 
