@@ -39,6 +39,7 @@ FILE_KEYS: dict[str, tuple[str, type]] = {
     "allow-direct-routing": ("allow_direct_routing", bool),
     "firewall-self-heal": ("firewall_self_heal", bool),
     "docker-plugin": ("docker_plugin", bool),
+    "firewall-backend": ("firewall_backend", str),
     "docker-plugin-socket": ("docker_plugin_socket", str),
     "default-address-pools": ("default_address_pools", list),
 }
@@ -132,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="JSON file with Docker daemon.json keys: bridge, bip, fixed-cidr, iptables, "
         "ip-forward, ip-masq, icc, ip, mtu, log-level, metrics-addr, default-address-pools, "
-        "allow-direct-routing, firewall-self-heal, docker-plugin, docker-plugin-socket; "
+        "allow-direct-routing, firewall-self-heal, firewall-backend, docker-plugin, "
+        "docker-plugin-socket; "
         "a key may not also be "
         "given as a flag; SIGHUP re-reads it and applies log-level",
     )
@@ -156,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="serve Prometheus metrics over HTTP at http://HOST:PORT/metrics, e.g. "
         "127.0.0.1:9323 or [::1]:9323 (default: off)",
+    )
+    p.add_argument(
+        "--firewall-backend",
+        dest="firewall_backend",
+        metavar="NAME",
+        help="iptables: Docker 1.x's rules in legacy iptables; nftables: the same in one "
+        "nftables table, inet dockernetd, where a published port, a link or an endpoint is "
+        "an element of a set (default: iptables)",
     )
     flag_bool(
         "--docker-plugin",

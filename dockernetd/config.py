@@ -21,6 +21,7 @@ from .pools import DEFAULT_POOLS, AddressPool
 
 DEFAULT_BRIDGE = "docker0"
 DEFAULT_STATE_DIR = "/run/dockernetd"
+FIREWALL_BACKENDS = ("iptables", "nftables")
 #: Where dockerd looks for a plugin named dockernetd.
 DEFAULT_DOCKER_PLUGIN_SOCKET = "/run/docker/plugins/dockernetd.sock"
 DISABLED_BRIDGE = "none"
@@ -48,6 +49,7 @@ class Config:
     allow_direct_routing: bool = False  # Docker 28: containers reachable by address from outside
     firewall_self_heal: bool = True  # put back at once what another program changes of ours
     docker_plugin: bool = False
+    firewall_backend: str = "iptables"  # or "nftables" (Docker 29's flag)
     docker_plugin_socket: str = DEFAULT_DOCKER_PLUGIN_SOCKET
     default_address_pools: tuple[AddressPool, ...] = ()  # () means Docker's defaults
 
@@ -110,6 +112,7 @@ class Config:
             "allow-direct-routing": self.allow_direct_routing,
             "firewall-self-heal": self.firewall_self_heal,
             "docker-plugin": self.docker_plugin,
+            "firewall-backend": self.firewall_backend,
             "docker-plugin-socket": self.docker_plugin_socket,
             "default-address-pools": [  # [] means Docker's defaults
                 {"base": str(pool.base), "size": pool.size} for pool in self.default_address_pools
@@ -152,6 +155,11 @@ def validate(config: Config) -> Config:
                 f"invalid metrics-addr {config.metrics_addr!r}: want HOST:PORT with an IP "
                 "address, e.g. 127.0.0.1:9323 or [::1]:9323"
             ) from None
+    if config.firewall_backend not in FIREWALL_BACKENDS:
+        raise ConfigError(
+            f"invalid firewall-backend {config.firewall_backend!r}: must be one of "
+            + ", ".join(FIREWALL_BACKENDS)
+        )
     if config.docker_plugin and config.network_disabled:
         raise ConfigError("--docker-plugin serves networks: it cannot be used with -b none")
     if config.log_level not in LOG_LEVELS:

@@ -103,7 +103,9 @@ async def run(config: Config, argv: Sequence[str] = ()) -> None:
     with trio.open_signal_receiver(*handled) as signals:
         commit_times = CommitTimes()
         async with (
-            open_kernel_worker(functools.partial(KernelContext, commit_times)) as kernel,
+            open_kernel_worker(
+                functools.partial(KernelContext, commit_times, config.firewall_backend)
+            ) as kernel,
             trio.open_nursery() as proxies,
         ):
             supervisor = ProxySupervisor(proxies)

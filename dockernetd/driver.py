@@ -23,7 +23,7 @@ from .ipam import BadSubnet
 from .jobs import Job, run_job
 from .kernel import bridge as bridges
 from .kernel import plumbing
-from .kernel.firewall import Firewall
+from .kernel.firewall import FirewallBackend
 from .kernel.plumbing import Plumbing
 from .kernel.worker import KernelWorker
 from .links import Links
@@ -92,8 +92,12 @@ async def init_networkdriver(
             mtu = config.mtu or await _default_mtu(kernel)
             spec = default_spec(config, address, mtu)
             if config.iptables:
+                plan = boot_plan(spec)
                 try:
-                    await kernel.firewall(Firewall.setup, boot_plan(spec))
+                    # what the other backend left, from a run before the switch
+                    for left in await kernel.firewall(FirewallBackend.forget_other_backend, plan):
+                        log.info("firewall: removed %s (the other backend's)", left)
+                    await kernel.firewall(FirewallBackend.setup, plan)
                 except FirewallFailed as exc:  # "Unable to set up iptables: <why>"
                     raise StartupError(f"Unable to set up {exc.message}") from exc
             if config.ip_forward:

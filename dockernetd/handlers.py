@@ -55,7 +55,7 @@ from .errors import (
     PredefinedNetwork,
 )
 from .ipam import BadSubnet
-from .kernel.firewall import Firewall
+from .kernel.firewall import FirewallBackend
 from .kernel.plumbing import NotANetns
 from .links import ADD_ACTIONS
 from .network import (
@@ -586,13 +586,13 @@ class Service:
     async def heal_firewall(self) -> None:
         """Put back at once what another program changed of the daemon's rules.
 
-        Cheap when nothing changed (Firewall.changed_by_others); after a change by
+        Cheap when nothing changed (FirewallBackend.changed_by_others); after a change by
         anyone, one verify --repair, which logs each entry it put back.
         """
         driver = self.driver
         if driver is None or not self.config.iptables:
             return
-        if not await driver.kernel.firewall(Firewall.changed_by_others):
+        if not await driver.kernel.firewall(FirewallBackend.changed_by_others):
             return
         async with self._gate.exclusive():
             drift = (await verify(driver, repair=True))["drift"]

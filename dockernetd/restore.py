@@ -22,11 +22,12 @@ import logging
 
 from .driver import Driver, restore_network
 from .errors import ApiError, FirewallFailed, StartupError
-from .kernel.firewall import Firewall
+from .kernel.firewall import FirewallBackend
 from .network import DEFAULT_NETWORK, Network, NetworkSpec
 from .networks import Networks
 from .proxy import ProxyError
 from .state import Joined, Linked, NetworkCreated, Published, Snapshot, StateLog
+from .verify import shown
 
 log = logging.getLogger("dockernetd.restore")
 
@@ -137,10 +138,10 @@ async def _republish(driver: Driver, published: Published) -> bool:
 async def _reconcile_firewall(driver: Driver) -> None:
     desired = driver.owned_rules()
     try:
-        added, removed = await driver.kernel.firewall(Firewall.reconcile, desired)
+        added, removed = await driver.kernel.firewall(FirewallBackend.reconcile, desired)
     except FirewallFailed as exc:  # "Unable to reconcile iptables: <why>"
         raise StartupError(f"Unable to reconcile {exc.message}") from exc
     for rule in added:
-        log.info("firewall: re-added %s", rule.save_line())
+        log.info("firewall: re-added %s", shown(driver.config, rule)["rule"])
     for line in removed:
         log.info("firewall: removed %s (nothing owns it)", line)

@@ -320,7 +320,7 @@ def link_rules(bridge: str, link: Link) -> tuple[Rule, Rule]:
         f"-s {parent}/32 -d {child}/32 -i {bridge} -o {bridge} -p {proto} -m {proto} "
         f"--dport {port} -j ACCEPT",
         LINK_TAG,
-        NftElement("links", (bridge, bridge, parent, child, proto, port)),
+        NftElement("links", (bridge, parent, child, proto, port)),
     )
     to_parent = _rule(
         FILTER,
@@ -328,7 +328,7 @@ def link_rules(bridge: str, link: Link) -> tuple[Rule, Rule]:
         f"-s {child}/32 -d {parent}/32 -i {bridge} -o {bridge} -p {proto} -m {proto} "
         f"--sport {port} -j ACCEPT",
         LINK_TAG,
-        NftElement("links_reply", (bridge, bridge, child, parent, proto, port)),
+        NftElement("links_reply", (bridge, child, parent, proto, port)),
     )
     return to_child, to_parent
 

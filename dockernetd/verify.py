@@ -19,12 +19,22 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .config import Config
 from .driver import Driver
 from .kernel import bridge as bridges
-from .kernel.firewall import Firewall
-from .rules import boot_plan
+from .kernel.firewall import FirewallBackend
+from .kernel.nftables import TABLE as NFT_TABLE
+from .kernel.nftables import describe
+from .rules import Rule, boot_plan
 
 log = logging.getLogger("dockernetd.verify")
+
+
+def shown(config: Config, rule: Rule) -> dict[str, str]:
+    """Where a rule is and what it is, as the firewall backend writes it."""
+    if config.firewall_backend == "nftables":
+        return {"table": NFT_TABLE, "rule": "; ".join(describe(item) for item in rule.nft)}
+    return {"table": rule.table, "rule": rule.save_line()}
 
 
 async def verify(driver: Driver, *, repair: bool) -> dict[str, Any]:
@@ -39,14 +49,12 @@ async def verify(driver: Driver, *, repair: bool) -> dict[str, Any]:
     if driver.mapper.iptables:
         plan = boot_plan(driver.default.spec)
         desired = driver.owned_rules()
-        missing, extra = await kernel.firewall(Firewall.drift, plan, desired)
-        drift += [
-            {"kind": "rule_missing", "table": r.table, "rule": r.save_line()} for r in missing
-        ]
+        missing, extra = await kernel.firewall(FirewallBackend.drift, plan, desired)
+        drift += [{"kind": "rule_missing", **shown(driver.config, r)} for r in missing]
         drift += [{"kind": "rule_extra", "rule": line} for line in extra]
         if repair and (missing or extra):
-            await kernel.firewall(Firewall.setup, plan)
-            await kernel.firewall(Firewall.reconcile, desired)
+            await kernel.firewall(FirewallBackend.setup, plan)
+            await kernel.firewall(FirewallBackend.reconcile, desired)
     for mapping in driver.mapper.stopped_proxies():
         drift.append({"kind": "proxy_down", **mapping.public()})
         if repair:

@@ -54,12 +54,22 @@ def resolv_conf(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_daemon(host: Netns, tmp_path: Path, resolv_conf: Path) -> Iterator[Callable[..., Daemon]]:
+def firewall_backend(request: pytest.FixtureRequest) -> str:
+    """The daemons' --firewall-backend: iptables, unless a test is parametrized with
+    ``@both_backends`` (then once with each)."""
+    return str(getattr(request, "param", "iptables"))
+
+
+@pytest.fixture
+def make_daemon(
+    host: Netns, tmp_path: Path, resolv_conf: Path, firewall_backend: str
+) -> Iterator[Callable[..., Daemon]]:
     started: list[Daemon] = []
 
     def make(
         *args: str, ns: Netns | None = None, socket: str | None = None, start: bool = True
     ) -> Daemon:
+        args = ("--firewall-backend", firewall_backend, *args)
         daemon = Daemon(ns or host, tmp_path, args, resolv_conf, socket)
         started.append(daemon)
         return daemon.start() if start else daemon

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from dockernetd.client import Client
 
 STARTUP_TIMEOUT = 20.0
@@ -143,6 +145,24 @@ def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> float:
         assert time.monotonic() - started < timeout, f"{check} did not hold in {timeout} s"
         time.sleep(0.02)
     return time.monotonic() - started
+
+
+#: Runs a test once with each firewall backend (the conftest fixture firewall_backend).
+both_backends = pytest.mark.parametrize("firewall_backend", ["iptables", "nftables"], indirect=True)
+
+
+def nft_elements(ns: Netns, name: str) -> list[tuple[str, ...]]:
+    """The elements of a set or map of the nftables backend's table, sorted; a map's
+    element is its key's atoms and then its value's."""
+    from dockernetd.kernel.nftables import SETS, atoms
+
+    kind = "map" if SETS[name][1] else "set"
+    listed = json.loads(ns.exec("nft", "-j", "list", kind, "inet", "dockernetd", name).stdout)
+    [body] = [entry[kind] for entry in listed["nftables"] if kind in entry]
+    return sorted(
+        tuple(a for part in (raw if kind == "map" else [raw]) for a in atoms(part))
+        for raw in body.get("elem", [])
+    )
 
 
 #: The "outside" machine (the ``outside`` fixture) and the host's address on their link.

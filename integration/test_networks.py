@@ -22,6 +22,7 @@ from netns import (
     Daemon,
     Netns,
     attach_container,
+    both_backends,
     iptables_rules,
     probe,
     start_echo_server,
@@ -86,6 +87,7 @@ def networks_by_name(daemon: Daemon) -> dict[str, dict[str, Any]]:
     return {n["name"]: n for n in daemon.call("network_list")}
 
 
+@both_backends
 def test_networks_get_free_subnets_and_their_own_bridges(topology):
     networks = networks_by_name(topology.daemon)
     assert list(networks) == ["bridge", "red", "blue", "vault"]
@@ -106,6 +108,7 @@ def test_networks_get_free_subnets_and_their_own_bridges(topology):
     ]
 
 
+@both_backends
 def test_traffic_between_networks_is_dropped_both_ways(topology):
     assert topology.reaches("r1", "r2", "red")
     assert topology.reaches("rb", "r1", "red") and topology.reaches("r1", "rb", "red")
@@ -115,6 +118,7 @@ def test_traffic_between_networks_is_dropped_both_ways(topology):
                 assert not topology.reaches(one, target, network), (one, target)
 
 
+@both_backends
 def test_icc_is_per_network_and_links_open_it_within_one(topology):
     assert topology.reaches("r1", "r2", "red")  # red: icc on
     assert not topology.reaches("b1", "rb", "blue")  # blue: icc off
@@ -125,6 +129,7 @@ def test_icc_is_per_network_and_links_open_it_within_one(topology):
     assert topology.reaches("b1", "rb", "blue")
 
 
+@both_backends
 def test_an_internal_network_reaches_nothing_outside_and_publishes_nothing(topology):
     assert topology.reaches("v1", "v2", "vault")
     assert probe(topology.containers["v1"], "tcp", OUTSIDE, 80, timeout=1).startswith("ERR")
@@ -136,6 +141,7 @@ def test_an_internal_network_reaches_nothing_outside_and_publishes_nothing(topol
     assert not any(vault_subnet in r for r in iptables_rules(topology.host)["nat"])
 
 
+@both_backends
 def test_ports_are_published_through_each_network(topology, outside):
     daemon = topology.daemon
     daemon.call("allocate_port", id="r1", container_port=80, host_port=8081)
@@ -210,14 +216,20 @@ def test_verify_repairs_each_networks_bridge_and_isolation(topology):
     assert not topology.reaches("b1", "a", "bridge")
 
 
-def test_the_direct_access_guards_isolate_networks_too(host, make_daemon, make_netns, processes):
+@both_backends
+def test_the_direct_access_guards_isolate_networks_too(
+    host, make_daemon, make_netns, processes, firewall_backend
+):
     daemon = make_daemon("--firewall-self-heal=false")
     world = Topology(host, daemon, make_netns)
     daemon.call("network_create", name="red")
     for container, network in (("a", "bridge"), ("r1", "red")):
         world.join(container, network)
         processes.append(start_echo_server(world.containers[container], "tcp", 80, container))
-    host.exec("iptables-legacy", "-F", "DOCKER-ISOLATION-STAGE-2")
+    if firewall_backend == "nftables":  # the isolation gone: the guards alone
+        host.exec("nft", "flush", "chain", "inet", "dockernetd", "isolation2")
+    else:
+        host.exec("iptables-legacy", "-F", "DOCKER-ISOLATION-STAGE-2")
     assert not world.reaches("r1", "a", "bridge")
     assert not world.reaches("a", "r1", "red")
 

@@ -24,7 +24,7 @@ from dockernetd.errors import FirewallFailed
 from dockernetd.kernel import bridge as bridges
 from dockernetd.kernel import plumbing
 from dockernetd.kernel.conntrack import forget_udp
-from dockernetd.kernel.firewall import Firewall
+from dockernetd.kernel.firewall import FirewallBackend
 from dockernetd.kernel.plumbing import Plumbing
 from dockernetd.links import Links
 from dockernetd.network import Network, NetworkSpec, PortMapping
@@ -43,7 +43,7 @@ class FakeKernel:
         self.commits = 0
         self.forgotten_udp: list[tuple[IPv4Address, list[int]]] = []
         self.paused: trio.Event | None = None  # while set and not fired, calls wait on it
-        self.changed_by_others = False  # what Firewall.changed_by_others answers next
+        self.changed_by_others = False  # what FirewallBackend.changed_by_others answers next
         self.localnet: list[str] = []  # bridges given route_localnet, in order
         self.veths: dict[str, Plumbing | None] = {}  # by host end; None: made by a test
 
@@ -103,22 +103,26 @@ class FakeKernel:
         return None
 
     async def firewall(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if fn is Firewall.reconcile:
+        if fn is FirewallBackend.reconcile:
             (desired,) = args
             wanted = Counter(desired)
             missing, extra = wanted - self.rules, self.rules - wanted
             self.rules = wanted
             return list(missing.elements()), [r.save_line() for r in extra.elements()]
-        if fn is Firewall.changed_by_others:
+        if fn is FirewallBackend.changed_by_others:
             changed, self.changed_by_others = self.changed_by_others, False
             return changed
-        if fn is Firewall.drift:  # the boot plan is left out: the fake holds owned rules only
+        if (
+            fn is FirewallBackend.drift
+        ):  # the boot plan is left out: the fake holds owned rules only
             _, desired = args
             wanted = Counter(desired)
             missing, extra = wanted - self.rules, self.rules - wanted
             return list(missing.elements()), [r.save_line() for r in extra.elements()]
-        if fn is Firewall.setup:
+        if fn is FirewallBackend.setup:
             return None
+        if fn is FirewallBackend.forget_other_backend:
+            return []
         raise AssertionError(f"the fake firewall does not do {fn.__name__}")
 
 

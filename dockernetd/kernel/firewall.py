@@ -27,7 +27,7 @@ import sysconfig
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from ..metrics import CommitTimes
 from ..rules import (
@@ -65,7 +65,9 @@ _GET_INFO = struct.Struct("32sI5I5III")  # struct ipt_getinfo: name ... num_entr
 
 
 class FirewallError(Exception):
-    """iptables refused a change; nothing of the change is left in the kernel."""
+    """The firewall refused a change; nothing of the change is left in the kernel."""
+
+    backend = "iptables"  # what the API's message starts with
 
 
 def library_hints() -> dict[str, str]:
@@ -88,6 +90,27 @@ def library_hints() -> dict[str, str]:
                 hints["PYTHON_IPTABLES_XTABLES_VERSION"] = major
             break
     return hints
+
+
+class FirewallBackend(Protocol):
+    """What the daemon asks of a firewall, on the kernel thread: this module's Firewall
+    (legacy iptables) or nftables.NftFirewall.  Callers name a method through this class
+    (``kernel.firewall(FirewallBackend.reconcile, desired)``); the worker calls it on the
+    backend the daemon runs with."""
+
+    def setup(self, plan: BootPlan) -> None: ...
+
+    def reconcile(self, desired: Iterable[Rule]) -> tuple[list[Rule], list[str]]: ...
+
+    def drift(self, plan: BootPlan, desired: Iterable[Rule]) -> tuple[list[Rule], list[str]]: ...
+
+    def apply(self, insert: Sequence[Rule] = (), delete: Sequence[Rule] = ()) -> None: ...
+
+    def changed_by_others(self) -> bool: ...
+
+    def forget_other_backend(self, plan: BootPlan) -> list[str]: ...
+
+    def close(self) -> None: ...
 
 
 class Firewall:
@@ -167,6 +190,35 @@ class Firewall:
                 nat.create_chain(DOCKER_CHAIN)
             for rule in plan.jumps:
                 self._chain(rule.table, rule.chain).append_rule(self._build(rule))
+
+    def forget_other_backend(self, plan: BootPlan) -> list[str]:
+        """What the nftables backend left, if it ran before: its table, deleted."""
+        from .libnftables import Nft, NftError
+
+        try:
+            nft = Nft()
+        except NftError:
+            return []  # no libnftables: no nftables backend ever ran here
+        try:
+            nft.run("delete table inet dockernetd")
+        except NftError:
+            return []  # not there
+        finally:
+            nft.close()
+        return ["nftables table inet dockernetd"]
+
+    def teardown(self, plan: BootPlan) -> list[str]:
+        """Everything of the daemon's in the iptables tables, out: the boot rules and
+        jumps, the DOCKER chain, every owned rule and chain (when switching backends)."""
+        removed = [r.save_line() for r in (*plan.present, *plan.jumps) if self._present(r)]
+        with self._commit(NAT, FILTER, RAW):
+            for rule in (*plan.present, *plan.jumps):
+                self._delete_if_present(rule)
+            _, extra = self._scan([], delete_extra=True)
+            for table, chain in ((NAT, DOCKER_CHAIN), *((FILTER, c) for c in OWN_FILTER_CHAINS)):
+                if self._tables[table].is_chain(chain):
+                    self._tables[table].delete_chain(chain)
+        return removed + extra
 
     # -- what this daemon owns ------------------------------------------------------------
 

@@ -26,6 +26,7 @@ LIBRARY = "libnftables.so.1"
 # libnftables.h, enum nft_ctx_output_flags
 OUTPUT_HANDLE = 1 << 3
 OUTPUT_JSON = 1 << 4
+OUTPUT_ECHO = 1 << 5
 
 
 class NftError(Exception):
@@ -59,10 +60,12 @@ class Nft:
         lib.nft_ctx_buffer_output(self._ctx)
         lib.nft_ctx_buffer_error(self._ctx)
 
-    def run(self, commands: str) -> list[dict[str, Any]]:
+    def run(self, commands: str, *, echo: bool = False) -> list[dict[str, Any]]:
         """Apply ``commands`` (lines of nft syntax) as one transaction; the objects a
-        ``list`` command answers, as libnftables-json(5) (``[]`` for changes).  NftError
-        if refused."""
+        ``list`` command answers, as libnftables-json(5), and with ``echo`` what was
+        added, with its handles (``nft -e -a``).  NftError if refused."""
+        flags = OUTPUT_JSON | OUTPUT_HANDLE | (OUTPUT_ECHO if echo else 0)
+        self._lib.nft_ctx_output_set_flags(self._ctx, flags)
         status = self._lib.nft_run_cmd_from_buffer(self._ctx, commands.encode())
         output = self._lib.nft_ctx_get_output_buffer(self._ctx) or b""
         if status != 0:

@@ -34,7 +34,7 @@ from ..errors import FirewallFailed
 from ..metrics import CommitTimes
 from ..rules import Rule
 from .conntrack import ConntrackTable
-from .firewall import Firewall, FirewallError
+from .firewall import Firewall, FirewallBackend, FirewallError
 from .netlink import Netlink
 
 T = TypeVar("T")
@@ -44,16 +44,24 @@ log = logging.getLogger("dockernetd.worker")
 class KernelContext:
     """The handles the worker thread owns, opened in that thread when first needed."""
 
-    def __init__(self, commit_times: CommitTimes | None = None) -> None:
+    def __init__(
+        self, commit_times: CommitTimes | None = None, firewall_backend: str = "iptables"
+    ) -> None:
         self.netlink = Netlink()
         self._commit_times = commit_times
-        self._firewall: Firewall | None = None
+        self._firewall_backend = firewall_backend
+        self._firewall: FirewallBackend | None = None
         self._conntrack: ConntrackTable | None = None
 
     @property
-    def firewall(self) -> Firewall:
+    def firewall(self) -> FirewallBackend:
         if self._firewall is None:
-            self._firewall = Firewall(self._commit_times)
+            if self._firewall_backend == "nftables":
+                from .nftables import NftFirewall
+
+                self._firewall = NftFirewall(self._commit_times)
+            else:
+                self._firewall = Firewall(self._commit_times)
         return self._firewall
 
     @property
@@ -201,7 +209,9 @@ def _apply_group(context: KernelContext, changes: list[RuleChange]) -> list[outc
 
 
 def _on_firewall(context: KernelContext, fn: Callable[..., T], *args: Any) -> T:
-    return fn(context.firewall, *args)
+    """``fn`` names a method of FirewallBackend: that method of the daemon's backend."""
+    method: Callable[..., T] = getattr(context.firewall, fn.__name__)
+    return method(*args)
 
 
 @contextlib.contextmanager
@@ -209,7 +219,7 @@ def _translated() -> Iterator[None]:
     try:
         yield
     except FirewallError as exc:
-        raise FirewallFailed(f"iptables: {exc}") from exc
+        raise FirewallFailed(f"{exc.backend}: {exc}") from exc
 
 
 def _deliver(job: _Job, result: outcome.Outcome[Any]) -> None:

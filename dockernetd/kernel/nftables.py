@@ -1,0 +1,434 @@
+"""The nftables backend (``--firewall-backend nftables``): one table, ``inet dockernetd``.
+
+The same rules as the iptables backend (rules.py says, for each, what stands for it
+here), laid out so that what changes per container is an *element*: a published
+port is two elements of maps and one of a set, a link two of sets, an endpoint's
+direct-access guard two; adding or removing one is one small transaction whatever
+the size of the table.  The per-network rules are rules of the table's chains
+(a network is a handful of them, found again by their handles).  The chains and
+the rules that look the elements up are fixed (SKELETON), in this order:
+
+* ``prerouting_raw`` (raw): the direct-access guard (a packet for a container's
+  address that does not arrive on its bridge), the loopback guards.
+* ``prerouting_nat`` and ``output_nat``: locally addressed packets (``fib daddr
+  type local``, as ``--dst-type LOCAL``) go through ``published``: the container's
+  own bridge is skipped (a verdict map), then the DNAT maps, address-specific
+  first.  ``output_nat`` also DNATs 127.0.0.0/8 for ports published without the
+  proxy, which ``postrouting_nat`` masquerades with each network's subnet.
+* ``forward``: the isolation chains, the links, the networks' established and
+  own rules (icc, outgoing), then the published ports: the order of Docker's
+  FORWARD chain.
+
+Every rule carries its own text as a comment (quotes as apostrophes): reading the
+table back gives each rule's identity, so a verify compares exactly.  A repair
+rebuilds the whole table in one transaction, so its order is always the one above.
+A change by anyone shows as a new ruleset generation (NFT_MSG_GETGEN), which the
+daemon asks for twice a second, as it asks iptables for its table sizes.
+
+Runs on the kernel thread, as the iptables firewall does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import struct
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ..metrics import CommitTimes
+from ..rules import BootPlan, NftElement, NftItem, NftRule, Rule
+from .firewall import Firewall, FirewallError
+from .libnftables import Nft, NftError
+
+log = logging.getLogger("dockernetd.nftables")
+
+TABLE = "inet dockernetd"
+#: Every set and map: its key's types, and its value's (None for a set).
+SETS: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None]] = {
+    "endpoint_ips": (("ipv4_addr",), None),
+    "endpoints": (("ipv4_addr", "ifname"), None),
+    "localnet_bridges": (("ifname",), None),
+    "loopback_guard": (("ipv4_addr", "inet_proto", "inet_service"), None),
+    "skip_any": (("ifname", "inet_proto", "inet_service"), ("verdict",)),
+    "skip_at": (("ifname", "ipv4_addr", "inet_proto", "inet_service"), ("verdict",)),
+    "dnat_any": (("inet_proto", "inet_service"), ("ipv4_addr", "inet_service")),
+    "dnat_at": (("ipv4_addr", "inet_proto", "inet_service"), ("ipv4_addr", "inet_service")),
+    "loopback_any": (("inet_proto", "inet_service"), ("ipv4_addr", "inet_service")),
+    "loopback_at": (("ipv4_addr", "inet_proto", "inet_service"), ("ipv4_addr", "inet_service")),
+    "loopback_masq": (("ipv4_addr", "inet_proto", "inet_service"), None),
+    "published_to": (("ipv4_addr", "inet_proto", "inet_service"), None),
+    # at most five types: nftables packs a concatenation's type in 32 bits, 6 per part
+    # (the link's oifname is its bridge anyway: both ends are addresses of one network)
+    "links": (("ifname", "ipv4_addr", "ipv4_addr", "inet_proto", "inet_service"), None),
+    "links_reply": (("ifname", "ipv4_addr", "ipv4_addr", "inet_proto", "inet_service"), None),
+}
+BASE_CHAINS = {
+    "prerouting_raw": "type filter hook prerouting priority raw;",
+    "prerouting_nat": "type nat hook prerouting priority dstnat;",
+    "output_nat": "type nat hook output priority -100;",
+    "postrouting_nat": "type nat hook postrouting priority srcnat;",
+    "forward": "type filter hook forward priority filter;",
+}
+CHAINS = ("published", "isolation1", "isolation2", "established", "networks")
+_PORT = "ip daddr . ip protocol . th dport"
+#: The fixed rules, in their order (a chain's rules are evaluated in order).
+SKELETON = tuple(
+    NftRule(chain, text)
+    for chain, text in (
+        ("prerouting_raw", "ip daddr @endpoint_ips ip daddr . iifname != @endpoints drop"),
+        ("prerouting_raw", "ip daddr 127.0.0.0/8 iifname @localnet_bridges drop"),
+        ("prerouting_raw", f'iifname != "lo" {_PORT} @loopback_guard drop'),
+        ("prerouting_nat", "fib daddr type local jump published"),
+        ("output_nat", "ip daddr != 127.0.0.0/8 fib daddr type local jump published"),
+        ("output_nat", f"ip daddr 127.0.0.0/8 dnat ip to {_PORT} map @loopback_at"),
+        ("output_nat", "ip daddr 127.0.0.0/8 dnat ip to ip protocol . th dport map @loopback_any"),
+        ("postrouting_nat", f"ip saddr 127.0.0.0/8 {_PORT} @loopback_masq masquerade"),
+        ("published", f"iifname . {_PORT} vmap @skip_at"),
+        ("published", f"dnat ip to {_PORT} map @dnat_at"),
+        ("published", "iifname . ip protocol . th dport vmap @skip_any"),
+        ("published", "dnat ip to ip protocol . th dport map @dnat_any"),
+        ("forward", "jump isolation1"),
+        (
+            "forward",
+            "iifname . ip saddr . ip daddr . ip protocol . th dport @links accept",
+        ),
+        (
+            "forward",
+            "iifname . ip saddr . ip daddr . ip protocol . th sport @links_reply accept",
+        ),
+        ("forward", "jump established"),
+        ("forward", "jump networks"),
+        ("forward", f"{_PORT} @published_to accept"),
+    )
+)
+
+
+class NftFirewallError(FirewallError):
+    backend = "nftables"
+
+
+# nfnetlink: the ruleset generation, which every committed change increments
+NETLINK_NETFILTER = 12
+NFNL_SUBSYS_NFTABLES = 10
+NFT_MSG_GETGEN = 16
+NFTA_GEN_ID = 1
+NLM_F_REQUEST = 1
+NLMSG_ERROR = 2
+
+
+def describe(item: NftItem) -> str:
+    """An item as ``nft list`` would show where it is."""
+    if isinstance(item, NftRule):
+        return f"{TABLE} {item.chain}: {item.text}"
+    return f"{TABLE} {item.set}: {{ {_element_text(item)} }}"
+
+
+def _element_text(element: NftElement) -> str:
+    key_types, value_types = SETS[element.set]
+    key = " . ".join(_atom(a, t) for a, t in zip(element.key, key_types, strict=True))
+    if value_types is None:
+        return key
+    value = " . ".join(_atom(a, t) for a, t in zip(element.value, value_types, strict=True))
+    return f"{key} : {value}"
+
+
+def _atom(value: str, kind: str) -> str:
+    return f'"{value}"' if kind == "ifname" else value
+
+
+def _comment(rule: NftRule) -> str:
+    return rule.text.replace('"', "'")
+
+
+def skeleton_commands() -> list[str]:
+    """The table, its sets, maps and chains, and the fixed rules."""
+    lines = [f"add table {TABLE}"]
+    for name, (key, value) in SETS.items():
+        kind = "map" if value else "set"
+        types = " . ".join(key) + (f" : {' . '.join(value)}" if value else "")
+        lines.append(f"add {kind} {TABLE} {name} {{ type {types}; }}")
+    lines += [f"add chain {TABLE} {name} {{ {hook} }}" for name, hook in BASE_CHAINS.items()]
+    lines += [f"add chain {TABLE} {name}" for name in CHAINS]
+    lines += [_add_rule(rule) for rule in SKELETON]
+    return lines
+
+
+def _add_rule(rule: NftRule) -> str:
+    return f'add rule {TABLE} {rule.chain} {rule.text} comment "{_comment(rule)}"'
+
+
+class NftFirewall:
+    """The table ``inet dockernetd``, as the iptables Firewall's interface asks of it."""
+
+    def __init__(self, commit_times: CommitTimes | None = None) -> None:
+        try:
+            self._nft = Nft()
+        except NftError as exc:
+            raise NftFirewallError(str(exc)) from None
+        self._commit_times = commit_times
+        self._handles: dict[NftRule, list[int]] = {}  # of the rules of networks, by rule
+        self._generation = 0  # of the ruleset after our last change
+        self._boot: BootPlan | None = None  # the default network's rules, from setup
+        self._gen_socket = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+
+    def close(self) -> None:
+        self._nft.close()
+        self._gen_socket.close()
+
+    # -- the interface of kernel.firewall.Firewall ----------------------------------------
+
+    def setup(self, plan: BootPlan) -> None:
+        """The table if it is not there (as it was left, if it is: a restarted daemon
+        keeps forwarding while it reconciles), and the default network's rules."""
+        self._boot = plan
+        rules = self._read_rules()
+        if rules is None:
+            self._run("\n".join(skeleton_commands()))
+            rules = Counter(SKELETON)
+        lines = [
+            line
+            for rule in plan.absent
+            for item in _rules_of(rule)
+            if rules[item]
+            for line in self._delete_lines(item)
+        ]
+        lines += [
+            _add_rule(item) for rule in plan.present for item in _rules_of(rule) if not rules[item]
+        ]
+        if lines:
+            self._run("\n".join(lines), echo=True)
+
+    def reconcile(self, desired: Iterable[Rule]) -> tuple[list[Rule], list[str]]:
+        """Make the table hold exactly the skeleton, the boot rules of the last setup and
+        ``desired``; what was added and what removed.  Anything off: the whole table
+        rebuilt in one transaction."""
+        desired = [*(self._boot.present if self._boot else ()), *desired]
+        missing, extra = self._compare(desired)
+        if missing or extra:
+            self._rebuild(desired)
+        return missing, extra
+
+    def drift(self, plan: BootPlan, desired: Iterable[Rule]) -> tuple[list[Rule], list[str]]:
+        """What setup and reconcile would change, changing nothing."""
+        missing, extra = self._compare([*plan.present, *desired])
+        return missing, extra
+
+    def apply(self, insert: Sequence[Rule] = (), delete: Sequence[Rule] = ()) -> None:
+        """One transaction: the elements and rules of ``delete`` out, ``insert``'s in."""
+        lines: list[str] = []
+        taken: Counter[NftRule] = Counter()
+        for rule in delete:
+            for item in rule.nft:
+                if isinstance(item, NftElement):
+                    lines.append(f"delete element {TABLE} {item.set} {{ {_key_text(item)} }}")
+                    continue
+                handles = self._handles.get(item, [])
+                if taken[item] >= len(handles):
+                    raise NftFirewallError(f"no such rule: {describe(item)}")
+                lines.append(f"delete rule {TABLE} {item.chain} handle {handles[taken[item]]}")
+                taken[item] += 1
+        added = [item for rule in insert for item in rule.nft]
+        lines += [
+            f"add element {TABLE} {item.set} {{ {_element_text(item)} }}"
+            if isinstance(item, NftElement)
+            else _add_rule(item)
+            for item in added
+        ]
+        if not lines:
+            return
+        self._run("\n".join(lines), echo=any(isinstance(item, NftRule) for item in added))
+        for item, count in taken.items():
+            del self._handles[item][:count]
+
+    def changed_by_others(self) -> bool:
+        """Whether the ruleset changed since the daemon's last change (anyone's table)."""
+        generation = self._read_generation()
+        changed = generation != self._generation
+        self._generation = generation
+        return changed
+
+    def forget_other_backend(self, plan: BootPlan) -> list[str]:
+        """What the iptables backend left, if it ran before in this namespace: its rules
+        and chains, deleted.  Legacy iptables is not touched where it never ran (its
+        tables would be made by looking)."""
+        try:
+            with open("/proc/net/ip_tables_names", encoding="ascii") as f:
+                if not f.read().split():
+                    return []
+        except OSError:
+            return []
+        legacy = Firewall(self._commit_times)
+        try:
+            return legacy.teardown(plan)
+        finally:
+            legacy.close()
+
+    # -- reading the table ----------------------------------------------------------------
+
+    def _read_rules(self) -> Counter[NftRule] | None:
+        """The rules of every chain (their handles remembered); None if there is no table."""
+        rules: Counter[NftRule] = Counter()
+        handles: dict[NftRule, list[int]] = {}
+        try:  # one list per run: libnftables 1.0.6 fails a batch of two
+            listed = [
+                entry
+                for name in (*BASE_CHAINS, *CHAINS)
+                for entry in self._nft.run(f"list chain {TABLE} {name}")
+            ]
+        except NftError:
+            return None
+        for entry in listed:
+            body = entry.get("rule")
+            if body is not None:
+                rule = _rule_of(body)
+                rules[rule] += 1
+                handles.setdefault(rule, []).append(body["handle"])
+        self._handles = handles
+        return rules
+
+    def _read_elements(self) -> dict[str, set[NftElement]]:
+        elements: dict[str, set[NftElement]] = {name: set() for name in SETS}
+        listed = [
+            entry
+            for name, (_, value) in SETS.items()
+            for entry in self._nft.run(f"list {'map' if value else 'set'} {TABLE} {name}")
+        ]
+        for entry in listed:
+            kind, body = next(iter(entry.items()))
+            if kind in ("set", "map") and body["name"] in elements:
+                found = body.get("elem", [])
+                elements[body["name"]] = {_element_of(body["name"], raw) for raw in found}
+        return elements
+
+    def _compare(self, desired: list[Rule]) -> tuple[list[Rule], list[str]]:
+        """The desired rules some item of which is missing, and what is there that no
+        desired rule or the skeleton accounts for."""
+        rules = self._read_rules()
+        skeleton = [Rule("nft", rule.chain, (), (rule,)) for rule in SKELETON]
+        if rules is None:
+            return [*skeleton, *desired], []
+        try:
+            elements = self._read_elements()
+        except NftError:  # a set deleted
+            return [*skeleton, *desired], [describe(rule) for rule in rules.elements()]
+        wanted_rules: Counter[NftRule] = Counter()
+        wanted_elements: dict[str, set[NftElement]] = {name: set() for name in SETS}
+        missing: list[Rule] = []
+        for rule in [*skeleton, *desired]:
+            absent = False
+            for item in rule.nft:
+                if isinstance(item, NftRule):
+                    wanted_rules[item] += 1
+                    absent |= rules[item] < wanted_rules[item]
+                else:
+                    wanted_elements[item.set].add(item)
+                    absent |= item not in elements[item.set]
+            if absent:
+                missing.append(rule)
+        extra = [describe(r) for r in (rules - wanted_rules).elements()]
+        extra += [
+            describe(e)
+            for name in SETS
+            for e in sorted(elements[name] - wanted_elements[name], key=str)
+        ]
+        if not missing and _out_of_order(rules):
+            missing = skeleton  # every rule is there, not in the skeleton's order
+        return missing, extra
+
+    def _rebuild(self, desired: list[Rule]) -> None:
+        lines = [f"add table {TABLE}", f"delete table {TABLE}", *skeleton_commands()]
+        by_set: dict[str, list[str]] = {}
+        for rule in desired:
+            for item in rule.nft:
+                if isinstance(item, NftElement):
+                    by_set.setdefault(item.set, []).append(_element_text(item))
+                else:
+                    lines.append(_add_rule(item))
+        for name, texts in by_set.items():
+            lines.append(f"add element {TABLE} {name} {{ {', '.join(sorted(set(texts)))} }}")
+        self._run("\n".join(lines))
+        self._read_rules()  # the handles of the rules just added
+
+    # -- running ----------------------------------------------------------------------------
+
+    def _run(self, commands: str, *, echo: bool = False) -> None:
+        try:
+            answer = self._nft.run(commands, echo=echo)
+        except NftError as exc:
+            raise NftFirewallError(str(exc).splitlines()[0]) from None
+        for entry in answer:  # with echo: the rules added, with their handles
+            body = entry.get("add", {}).get("rule")
+            if body is not None:
+                self._handles.setdefault(_rule_of(body), []).append(body["handle"])
+        self._generation = self._read_generation()
+
+    def _delete_lines(self, rule: NftRule) -> list[str]:
+        handles = self._handles.get(rule) or []
+        return [f"delete rule {TABLE} {rule.chain} handle {handle}" for handle in handles]
+
+    def _read_generation(self) -> int:
+        header = struct.pack(
+            "=IHHII", 20, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, NLM_F_REQUEST, 1, 0
+        )
+        self._gen_socket.send(header + struct.pack("=BBH", socket.AF_UNSPEC, 0, 0))
+        reply = self._gen_socket.recv(4096)
+        _, kind, _, _, _ = struct.unpack_from("=IHHII", reply)
+        if kind == NLMSG_ERROR:
+            raise NftFirewallError(
+                f"nftables generation: {os.strerror(-struct.unpack_from('=i', reply, 16)[0])}"
+            )
+        offset = 20  # nlmsghdr 16 + nfgenmsg 4, then attributes
+        while offset + 4 <= len(reply):
+            length, attribute = struct.unpack_from("=HH", reply, offset)
+            if attribute == NFTA_GEN_ID:
+                return int(struct.unpack_from("!I", reply, offset + 4)[0])
+            offset += (length + 3) & ~3
+        return 0
+
+
+def _rules_of(rule: Rule) -> list[NftRule]:
+    return [item for item in rule.nft if isinstance(item, NftRule)]
+
+
+def _key_text(element: NftElement) -> str:
+    key_types, _ = SETS[element.set]
+    return " . ".join(_atom(a, t) for a, t in zip(element.key, key_types, strict=True))
+
+
+def _element_of(name: str, raw: Any) -> NftElement:
+    """An element as libnftables-json lists it (atoms, concatenations, map entries)."""
+    _, value_types = SETS[name]
+    if value_types is None:
+        return NftElement(name, atoms(raw))
+    key, value = raw
+    return NftElement(name, atoms(key), atoms(value))
+
+
+def atoms(raw: Any) -> tuple[str, ...]:
+    """An element, or a part of one, as libnftables-json lists it, as strings."""
+    if isinstance(raw, dict) and "concat" in raw:
+        return tuple(a for part in raw["concat"] for a in atoms(part))
+    if isinstance(raw, dict) and "elem" in raw:
+        return atoms(raw["elem"]["val"])
+    if isinstance(raw, dict):  # a verdict: {"return": null}
+        return (next(iter(raw)),)
+    return (str(raw),)
+
+
+def _rule_of(body: dict[str, Any]) -> NftRule:
+    """A listed rule's identity: its chain and its comment (ours carry their text)."""
+    return NftRule(body["chain"], str(body.get("comment", "")).replace("'", '"'))
+
+
+def _out_of_order(rules: Counter[NftRule]) -> bool:
+    """Whether the skeleton's rules of some chain are not in the skeleton's order
+    (``rules`` in the table's order: a Counter keeps it)."""
+    fixed = set(SKELETON)
+    found = [rule for rule in rules if rule in fixed]
+    return any(
+        [r for r in found if r.chain == chain] != [r for r in SKELETON if r.chain == chain]
+        for chain in {rule.chain for rule in SKELETON}
+    )
