@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from netns import Daemon, Netns, wire_outside
+from netns import Daemon, Netns, attach_container, wire_outside
 
 
 @pytest.fixture(autouse=True)
@@ -88,3 +88,16 @@ def processes() -> Iterator[list[subprocess.Popen[str]]]:
     for proc in started:
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture
+def container(host: Netns, make_netns):
+    """A container namespace wired to the bridge with its allocated interface."""
+
+    def make(daemon, container_id: str) -> tuple[Netns, dict]:
+        ns = make_netns("dnd-c")
+        iface = daemon.call("allocate_interface", id=container_id)
+        attach_container(host, ns, iface)
+        return ns, iface
+
+    return make

@@ -16,9 +16,7 @@ from dockernetd.client import RpcError
 from netns import (
     HOST_UPLINK,
     OUTSIDE,
-    Netns,
     add_foreign_tagged_rule,
-    attach_container,
     iptables_rules,
     probe,
     start_echo_server,
@@ -108,19 +106,6 @@ def expected_boot(icc: bool, ip_masq: bool) -> dict[str, list[str]]:
     nat = BOOT_NAT + ([MASQUERADE] if ip_masq else [])
     icc_rule = f"-A FORWARD -i docker0 -o docker0 -j {'ACCEPT' if icc else 'DROP'}"
     return {"nat": nat, "filter": [*FILTER_CHAINS, *BOOT_FORWARD, icc_rule]}
-
-
-@pytest.fixture
-def container(host: Netns, make_netns):
-    """A container namespace wired to the bridge with its allocated interface."""
-
-    def make(daemon, container_id: str) -> tuple[Netns, dict]:
-        ns = make_netns("dnd-c")
-        iface = daemon.call("allocate_interface", id=container_id)
-        attach_container(host, ns, iface)
-        return ns, iface
-
-    return make
 
 
 @pytest.mark.parametrize(
