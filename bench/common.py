@@ -112,27 +112,34 @@ class Daemon:
             "SETUPTOOLS_USE_DISTUTILS": "stdlib",  # as the unit sets it
             **({"NOTIFY_SOCKET": notify} if notify else {}),
         }
+        self._command = [
+            "ip",
+            "netns",
+            "exec",
+            self.ns.name,
+            sys.executable,
+            "-m",
+            "dockernetd",
+            "--socket",
+            self.socket,
+            "--resolv-conf",
+            resolv,
+            "--state-dir",
+            self.dir,
+            *flags,
+        ]
+        self._env = env
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
-                self.ns.name,
-                sys.executable,
-                "-m",
-                "dockernetd",
-                "--socket",
-                self.socket,
-                "--resolv-conf",
-                resolv,
-                "--state-dir",
-                self.dir,
-                *flags,
-            ],
-            env=env,
-            stderr=subprocess.DEVNULL,
-        )
+        self.proc = subprocess.Popen(self._command, env=env, stderr=subprocess.DEVNULL)
+
+    def restart_after_crash(self) -> float:
+        """SIGKILL, then the same daemon again (same namespace, flags and state): seconds
+        from its start to its first answer (it restores everything recorded first)."""
+        self.proc.kill()
+        self.proc.wait()
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(self._command, env=self._env, stderr=subprocess.DEVNULL)
+        return self.wait_ready()
 
     def wait_ready(self) -> float:
         while True:

@@ -26,6 +26,7 @@ from typing import Any
 from cni import bench_cni
 from common import ROOT, Daemon, row, rss_kib, summary
 from containers import bench_containers
+from firewall import bench_firewall
 from networks import bench_networks
 from proxy import bench_proxy
 
@@ -428,6 +429,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "boot": bench_boot,
     "networks": bench_networks,
     "cni": bench_cni,
+    "firewall": bench_firewall,
 }
 
 
