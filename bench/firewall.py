@@ -1,11 +1,11 @@
 """firewall: the two firewall backends side by side, in one run.
 
 For each of ``--firewall-backend iptables`` and ``nftables``: 1,000 sequential
-``allocate_port`` on one container (each a different port), then enough mappings
-(ranges on other containers) to hold 10,000, and 100 more single calls: the cost of
-a call at 10,000 against its cost at 0.  Then one ``allocate_port_range`` of 1,000
-ports, with the proxy (what a user gets) and without it (``proxy: false``: the
-firewall's transaction and the model, no sockets), and its release; then a crash
+``allocate_port`` on one container (each a different port); at those 1,000, one
+``allocate_port_range`` of 1,000 ports, with the proxy (what a user gets) and without
+it (``proxy: false``: the firewall's transaction and the model, no sockets), and its
+release; then enough mappings (ranges on other containers) to hold 10,000, and 100
+more single calls: the cost of a call at 10,000 against its cost at 0; then a crash
 (SIGKILL) and the start with 10,000 recorded mappings restored, to the first answer.
 """
 
@@ -46,13 +46,6 @@ def one_backend(backend: str) -> dict[str, Any]:
         with Client(daemon.socket, timeout=600) as c:
             c.call("allocate_interface", id="one")
             first_1000 = single_calls(c, "one", 1, 1000)
-            held, n = 1000, 0
-            while held < BULK - 100:  # to 10,000 mappings, ranges on other containers
-                c.call("allocate_interface", id=f"bulk{n}")
-                count = min(4000, BULK - 100 - held)
-                c.call("allocate_port_range", id=f"bulk{n}", container_port=1, count=count)
-                held, n = held + count, n + 1
-            at_bulk = single_calls(c, "one", 1001, 100)
             c.call("allocate_interface", id="ranged")
             c.call("allocate_interface", id="kernel")
             with_proxy = timed(c, "allocate_port_range", id="ranged", container_port=1, count=RANGE)
@@ -61,6 +54,13 @@ def one_backend(backend: str) -> dict[str, Any]:
             )
             release = timed(c, "release_interface", id="kernel")
             c.call("release_interface", id="ranged")
+            held, n = 1000, 0
+            while held < BULK - 100:  # to 10,000 mappings, ranges on other containers
+                c.call("allocate_interface", id=f"bulk{n}")
+                count = min(4000, BULK - 100 - held)
+                c.call("allocate_port_range", id=f"bulk{n}", container_port=1, count=count)
+                held, n = held + count, n + 1
+            at_bulk = single_calls(c, "one", 1001, 100)
         restart = daemon.restart_after_crash()
         with Client(daemon.socket) as c:
             mappings = c.call("status")["port_mappings"]

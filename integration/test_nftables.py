@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from dockernetd.client import RpcError
 from dockernetd.kernel.nftables import BASE_CHAINS, CHAINS, SETS, SKELETON, atoms
 
 from netns import (
@@ -241,3 +242,23 @@ def test_switching_backends_cleans_up_what_the_other_left(
     make_daemon("--firewall-backend", "iptables")
     assert host.exec("nft", "list", "table", "inet", "dockernetd", check=False).returncode != 0
     assert probe(outside, "tcp", HOST_UPLINK, 8080, "ipt") == f"web:{OUTSIDE}:ipt"
+
+
+def test_an_element_two_mappings_share_stays_while_one_of_them_does(
+    host, outside, make_daemon, container, processes
+):
+    """8080 and 9000 both go to the container's port 80: one ``published_to`` element for
+    the two (iptables holds the rule twice).  A range that fails on a taken port undoes its
+    9000: the element stays, and 8080 keeps working."""
+    daemon = make_daemon()
+    ns, _ = container(daemon, "web")
+    processes.append(start_echo_server(ns, "tcp", 80, "web"))
+    daemon.call("allocate_port", id="web", container_port=80, host_port=8080)
+    processes.append(start_echo_server(host, "tcp", 9001, "squatter"))
+    with pytest.raises(RpcError):
+        daemon.call("allocate_port_range", id="web", container_port=80, count=2, host_port=9000)
+    assert nft_elements(host, "published_to") == [("172.17.0.2", "tcp", "80")]
+    assert probe(outside, "tcp", HOST_UPLINK, 8080, "kept") == f"web:{OUTSIDE}:kept"
+    daemon.call("allocate_port", id="web", container_port=80, host_port=9000)
+    daemon.call("release_interface", id="web")
+    assert table(host) == boot_table()

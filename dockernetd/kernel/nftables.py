@@ -35,7 +35,7 @@ import os
 import socket
 import struct
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ..metrics import CommitTimes
@@ -170,6 +170,7 @@ class NftFirewall:
             raise NftFirewallError(str(exc)) from None
         self._commit_times = commit_times
         self._handles: dict[NftRule, list[int]] = {}  # of the rules of networks, by rule
+        self._uses: Counter[NftElement] = Counter()  # how many rules want each element
         self._generation = 0  # of the ruleset after our last change
         self._boot: BootPlan | None = None  # the default network's rules, from setup
         self._gen_socket = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
@@ -199,6 +200,9 @@ class NftFirewall:
         missing, extra = self._compare(desired)
         if missing or extra:
             self._rebuild(desired)
+        self._uses = Counter(
+            item for rule in desired for item in rule.nft if isinstance(item, NftElement)
+        )
         return missing, extra
 
     def drift(self, plan: BootPlan, desired: Iterable[Rule]) -> tuple[list[Rule], list[str]]:
@@ -207,31 +211,57 @@ class NftFirewall:
         return missing, extra
 
     def apply(self, insert: Sequence[Rule] = (), delete: Sequence[Rule] = ()) -> None:
-        """One transaction: the elements and rules of ``delete`` out, ``insert``'s in."""
+        """One transaction: the elements and rules of ``delete`` out, ``insert``'s in.
+
+        An element is counted: two mappings of one container port want the same
+        ``published_to`` element (iptables holds that rule twice), which leaves the set
+        with the last of them.  The elements of one set go in one command (libnftables
+        parses a command per line: 1,000 lines of one element cost several times one
+        line of 1,000)."""
         lines: list[str] = []
         taken: Counter[NftRule] = Counter()
+        delta: Counter[NftElement] = Counter()
+        gone: dict[NftElement, None] = {}  # ordered sets
+        added: dict[NftElement, None] = {}
+        new_rules = []
         for rule in delete:
             for item in rule.nft:
                 if isinstance(item, NftElement):
-                    lines.append(f"delete element {TABLE} {item.set} {{ {_key_text(item)} }}")
+                    held = self._uses[item] + delta[item]
+                    if held <= 0:
+                        raise NftFirewallError(f"no such element: {describe(item)}")
+                    delta[item] -= 1
+                    if held == 1:
+                        gone[item] = None
                     continue
                 handles = self._handles.get(item, [])
                 if taken[item] >= len(handles):
                     raise NftFirewallError(f"no such rule: {describe(item)}")
                 lines.append(f"delete rule {TABLE} {item.chain} handle {handles[taken[item]]}")
                 taken[item] += 1
-        added = [item for rule in insert for item in rule.nft]
-        lines += [
-            f"add element {TABLE} {item.set} {{ {_element_text(item)} }}"
-            if isinstance(item, NftElement)
-            else _add_rule(item)
-            for item in added
-        ]
-        if not lines:
-            return
-        self._run("\n".join(lines), echo=any(isinstance(item, NftRule) for item in added))
+        for rule in insert:
+            for item in rule.nft:
+                if isinstance(item, NftRule):
+                    new_rules.append(_add_rule(item))
+                    continue
+                held = self._uses[item] + delta[item]
+                delta[item] += 1
+                if held == 0:
+                    if item in gone:
+                        del gone[item]  # out and in again: it stays
+                    else:
+                        added[item] = None
+        lines += _element_commands("delete", gone, _key_text)
+        lines += _element_commands("add", added, _element_text)
+        lines += new_rules
+        if lines:
+            self._run("\n".join(lines), echo=bool(new_rules))
         for item, count in taken.items():
             del self._handles[item][:count]
+        for element, change in delta.items():
+            self._uses[element] += change
+            if self._uses[element] <= 0:
+                del self._uses[element]
 
     def changed_by_others(self) -> bool:
         """Whether the ruleset changed since the daemon's last change (anyone's table)."""
@@ -366,6 +396,16 @@ class NftFirewall:
                 return int(struct.unpack_from("!I", reply, offset + 4)[0])
             offset += (length + 3) & ~3
         return 0
+
+
+def _element_commands(
+    verb: str, elements: dict[NftElement, None], text: Callable[[NftElement], str]
+) -> list[str]:
+    """One command per set for ``elements``: ``add element inet dockernetd S { a, b }``."""
+    by_set: dict[str, list[str]] = {}
+    for element in elements:
+        by_set.setdefault(element.set, []).append(text(element))
+    return [f"{verb} element {TABLE} {name} {{ {', '.join(t)} }}" for name, t in by_set.items()]
 
 
 def _rules_of(rule: Rule) -> list[NftRule]:
