@@ -228,3 +228,21 @@ def test_the_docker_plugin_under_the_unit_and_its_drop_in(box: Box):
     assert "docker.service" in box.prop("dockernetd", "Before").split()
     box.run("systemctl", "stop", "dockernetd.service", check=True)
     assert box.run("test", "-e", "/run/docker/plugins/dockernetd.sock").returncode == 1
+
+
+def test_the_hardened_unit_runs_the_nftables_backend(box: Box):
+    set_flags(box, "--firewall-backend nftables")
+    box.run("systemctl", "start", "dockernetd.service", check=True)
+    box.run(CTL, "allocate-interface", "web1", check=True)
+    box.run(CTL, "allocate-port", "web1", "80", "--host-port", "8080", check=True)
+    listed = box.run("nft", "list", "map", "inet", "dockernetd", "dnat_any", check=True).stdout
+    assert "tcp . 8080 : 172.17.0.2 . 80" in listed
+    assert box.run("cat", "/proc/net/ip_tables_names").stdout.split() == []  # no legacy table
+    box.run("nft", "flush", "ruleset", check=True)  # self-healing under the unit too
+    box.wait_for(
+        lambda: (
+            "172.17.0.2 . 80"
+            in box.run("nft", "list", "map", "inet", "dockernetd", "dnat_any").stdout
+        ),
+        timeout=5,
+    )
