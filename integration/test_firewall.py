@@ -17,6 +17,7 @@ from netns import (
     HOST_UPLINK,
     OUTSIDE,
     add_foreign_tagged_rule,
+    both_backends,
     iptables_rules,
     probe,
     start_echo_server,
@@ -142,12 +143,14 @@ def test_iptables_false_writes_no_rule(host, make_daemon):
     assert iptables_rules(host) == {"nat": [], "filter": []}  # not even a table was loaded
 
 
+@both_backends
 def test_a_container_reaches_the_outside_through_masquerade(host, outside, make_daemon, container):
     daemon = make_daemon()
     ns, _ = container(daemon, "web")
     ns.exec("ping", "-c", "1", "-W", "3", OUTSIDE)
 
 
+@both_backends
 def test_without_masquerade_the_outside_cannot_answer(host, outside, make_daemon, container):
     daemon = make_daemon("--ip-masq=false")
     ns, _ = container(daemon, "web")
@@ -188,6 +191,7 @@ def test_published_ports_through_dnat_and_through_the_proxy(
     ) in rules["filter"]
 
 
+@both_backends
 def test_a_port_held_twice_or_by_another_process(host, make_daemon, container, processes):
     daemon = make_daemon()
     container(daemon, "web")
@@ -389,6 +393,7 @@ def test_iptables_false_publishes_through_the_proxy_only(host, make_daemon, cont
     assert iptables_rules(host) == {"nat": [], "filter": []}
 
 
+@both_backends
 def test_udp_remap_is_not_stuck_on_the_old_container(
     host, outside, make_daemon, container, processes
 ):
@@ -458,6 +463,7 @@ def test_state_that_no_longer_fits_is_dropped_with_a_reason(host, make_daemon, c
     assert not any(r.startswith("-A DOCKER ") for r in rules["nat"])
 
 
+@both_backends
 def test_sigterm_closes_the_proxies(host, make_daemon, container):
     daemon = make_daemon()
     container(daemon, "web")
@@ -466,6 +472,7 @@ def test_sigterm_closes_the_proxies(host, make_daemon, container):
     assert probe(host, "tcp", "127.0.0.1", 8080).startswith("ERR")
 
 
+@both_backends
 def test_udp_proxy_survives_a_container_not_listening_yet(host, make_daemon, container, processes):
     daemon = make_daemon()
     ns, iface = container(daemon, "dns")
