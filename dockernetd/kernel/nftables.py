@@ -34,6 +34,7 @@ import logging
 import os
 import socket
 import struct
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -368,10 +369,13 @@ class NftFirewall:
     # -- running ----------------------------------------------------------------------------
 
     def _run(self, commands: str, *, echo: bool = False) -> None:
+        started = time.perf_counter()
         try:
             answer = self._nft.run(commands, echo=echo)
         except NftError as exc:
             raise NftFirewallError(str(exc).splitlines()[0]) from None
+        if self._commit_times is not None:
+            self._commit_times.observe([TABLE], time.perf_counter() - started)
         for entry in answer:  # with echo: the rules added, with their handles
             body = entry.get("add", {}).get("rule")
             if body is not None:
