@@ -128,10 +128,14 @@ class PortMapper:
         All the rules go in one commit per table (a container's release is one
         table rewrite, not one per port); see KernelWorker.remove_rules.
         """
+        stopping: list[Proxy] = []
         for mapping in mappings:
             proxy, _ = self._running.pop(mapping.host_key)
             if proxy is not None:
-                await _shielded(proxy.stop)
+                stopping.append(proxy)
+                proxy.cancel()  # all at once: they close in one scheduling round
+        for proxy in stopping:
+            await _shielded(proxy.stopped)
         if self.iptables and mappings:
             await self._kernel.remove_rules(_rules_of(bridge, endpoint, mappings))
             for host_ip, ports in _udp_ports_by_address(mappings).items():

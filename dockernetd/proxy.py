@@ -95,10 +95,17 @@ class Proxy:
         finally:
             self._stopped.set()
 
+    def cancel(self) -> None:
+        """Ask it to stop relaying (``stopped`` then waits for its sockets to be closed)."""
+        self._scope.cancel()
+
+    async def stopped(self) -> None:
+        await self._stopped.wait()
+
     async def stop(self) -> None:
         """Stop relaying, close every socket of this proxy, and return once they are closed."""
-        self._scope.cancel()
-        await self._stopped.wait()
+        self.cancel()
+        await self.stopped()
 
     # -- TCP ----------------------------------------------------------------------------
 
@@ -194,8 +201,12 @@ class ProxySupervisor:
         self.counts = ProxyCounts()  # of every proxy started here
 
     async def start(self, mapping: PortMapping, container_ip: IPv4Address) -> Proxy:
-        """Bind the host port (ProxyError if it cannot) and start relaying."""
+        """Bind the host port (ProxyError if it cannot) and start relaying.
+
+        The socket listens once bound, so the kernel queues connections before the
+        relaying task first runs: no start handshake to wait for (it costs a scheduling
+        round per proxy, 0.1 ms: a tenth of a second for a range of 1,000)."""
         proxy = Proxy(mapping, container_ip, self.counts)
         sock = proxy.bind()
-        await self._nursery.start(proxy.serve, sock)
+        self._nursery.start_soon(proxy.serve, sock)
         return proxy

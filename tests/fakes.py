@@ -132,8 +132,15 @@ class FakeProxy:
     container_ip: IPv4Address
     running: bool = True
 
-    async def stop(self) -> None:
+    def cancel(self) -> None:
         self.running = False
+
+    async def stopped(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def stop(self) -> None:
+        self.cancel()
+        await self.stopped()
 
 
 @dataclass
