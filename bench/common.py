@@ -192,3 +192,13 @@ def attach(
         inside.link("set", index=eth0, state="up")
         inside.route("add", dst="0.0.0.0/0", gateway=iface["gateway"])
     return veth
+
+
+def map_ports(client: Client, container: str, count: int, first_port: int = 1) -> list[float]:
+    """``count`` sequential allocate_port calls, each a different container port; times."""
+    times = []
+    for port in range(first_port, first_port + count):
+        t = time.perf_counter()
+        client.call("allocate_port", id=container, container_port=port)
+        times.append(time.perf_counter() - t)
+    return times

@@ -17,22 +17,13 @@ import sys
 import time
 from typing import Any
 
-from common import ROOT, Daemon, Namespace, row, summary
+from common import ROOT, Daemon, Namespace, map_ports, row, summary
 
 from dockernetd.client import Client
 
 BACKENDS = ("iptables", "nftables")
 BULK = 10_000
 RANGE = 1_000
-
-
-def single_calls(client: Client, container: str, first: int, count: int) -> list[float]:
-    times = []
-    for port in range(first, first + count):
-        t = time.perf_counter()
-        client.call("allocate_port", id=container, container_port=port)
-        times.append(time.perf_counter() - t)
-    return times
 
 
 def timed(client: Client, method: str, **params: Any) -> float:
@@ -87,7 +78,7 @@ def one_backend(backend: str) -> dict[str, Any]:
         daemon.wait_ready()
         with Client(daemon.socket, timeout=600) as c:
             c.call("allocate_interface", id="one")
-            first_1000 = single_calls(c, "one", 1, 1000)
+            first_1000 = map_ports(c, "one", 1000)
             c.call("allocate_interface", id="ranged")
             c.call("allocate_interface", id="kernel")
             with_proxy = timed(c, "allocate_port_range", id="ranged", container_port=1, count=RANGE)
@@ -102,7 +93,7 @@ def one_backend(backend: str) -> dict[str, Any]:
                 count = min(4000, BULK - 100 - held)
                 c.call("allocate_port_range", id=f"bulk{n}", container_port=1, count=count)
                 held, n = held + count, n + 1
-            at_bulk = single_calls(c, "one", 1001, 100)
+            at_bulk = map_ports(c, "one", 100, first_port=1001)
         restart = daemon.restart_after_crash()
         with Client(daemon.socket) as c:
             mappings = c.call("status")["port_mappings"]

@@ -24,7 +24,7 @@ from ipaddress import IPv4Interface
 from typing import Any
 
 from cni import bench_cni
-from common import ROOT, Daemon, row, rss_kib, summary
+from common import ROOT, Daemon, map_ports, row, rss_kib, summary
 from containers import bench_containers
 from firewall import bench_firewall
 from networks import bench_networks
@@ -284,16 +284,6 @@ def bench_rpc() -> dict[str, Any]:
 
 
 # -- ports -------------------------------------------------------------------------------
-
-
-def map_ports(client: Client, container: str, count: int, first_port: int = 1) -> list[float]:
-    """``count`` sequential allocate_port calls, each a different container port; times."""
-    times = []
-    for port in range(first_port, first_port + count):
-        t = time.perf_counter()
-        client.call("allocate_port", id=container, container_port=port)
-        times.append(time.perf_counter() - t)
-    return times
 
 
 def map_ports_concurrently(path: str, clients: int, total: int) -> float:
