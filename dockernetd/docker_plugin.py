@@ -465,6 +465,8 @@ def _network_params(request: dict[str, Any], pending: PendingPool | None) -> dic
     }
     if ipv4.get("Gateway"):
         params["gateway"] = str(parse_cidr(ipv4["Gateway"]).ip)
+    elif pending is not None and pending.gateway is not None:  # what RequestAddress gave
+        params["gateway"] = str(pending.gateway)
     if pending is not None and pending.ip_range is not None:
         params["ip_range"] = str(pending.ip_range)
     return params

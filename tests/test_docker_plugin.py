@@ -459,3 +459,14 @@ def test_a_kernel_failure_at_join_leaves_the_endpoint_without_a_veth(docker):
         message == f"cannot make a veth pair for {EP_ID}: bridge {network.spec.bridge} is missing"
     )
     assert network.endpoint(EP_ID).attachment is None and docker.kernel.veths == {}
+
+
+def test_the_gateway_ipam_gave_is_the_networks_when_docker_does_not_repeat_it(docker):
+    got = docker.ok("IpamDriver.RequestPool", {"Pool": "10.40.0.0/24"})
+    gateway = {"PoolID": got["PoolID"], "Address": "10.40.0.9", "Options": GATEWAY}
+    docker.ok("IpamDriver.RequestAddress", gateway)
+    docker.ok(
+        "NetworkDriver.CreateNetwork", {"NetworkID": NET_ID, "IPv4Data": [{"Pool": got["Pool"]}]}
+    )
+    spec = docker.driver.networks.get(network_name(NET_ID)).spec
+    assert str(spec.gateway) == "10.40.0.9/24"
