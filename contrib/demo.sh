@@ -3,13 +3,14 @@
 # the daemon, with --icc=false), two containers (web, db) and a machine outside (on the host's
 # uplink). A port is published and fetched over HTTP from outside (DNAT: web sees the real
 # client address) and from the host's 127.0.0.1 (the proxy); a link lets db reach exactly one
-# port of web; then list, verify, release. Everything made here is removed on exit.
+# port of web; a network of its own (red) is isolated from the first; then list, verify,
+# release. Everything made here is removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "make demo needs root (it creates network namespaces)"; exit 1; }
 
 tag="dnd-demo-$$"
-host="$tag-host"; web="$tag-web"; db="$tag-db"; outside="$tag-out"
+host="$tag-host"; web="$tag-web"; db="$tag-db"; red="$tag-red"; outside="$tag-out"
 work=$(mktemp -d)
 sock="$work/dockernetd.sock"
 py=.venv/bin/python
@@ -20,7 +21,7 @@ show() { printf '  $ %s\n' "$*"; "$@" 2>&1 | sed 's/^/    /'; }
 
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; done
-  for ns in "$outside" "$db" "$web" "$host"; do ip netns del "$ns" 2>/dev/null || true; done
+  for ns in "$outside" "$red" "$db" "$web" "$host"; do ip netns del "$ns" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -47,8 +48,8 @@ except Exception as exc:
     print("no answer (%s)" % getattr(exc, "reason", exc))' "$2"
 }
 
-step "namespaces: host (runs dockernetd), web and db (containers), outside (another machine)"
-for ns in "$host" "$web" "$db" "$outside"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+step "namespaces: host (runs dockernetd), web, db and red (containers), outside (another machine)"
+for ns in "$host" "$web" "$db" "$red" "$outside"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
 ip -n "$host" link add uplink type veth peer name eth0 netns "$outside"
 ip -n "$host" addr add 192.0.2.1/24 dev uplink; ip -n "$host" link set uplink up
 ip -n "$outside" addr add 192.0.2.2/24 dev eth0; ip -n "$outside" link set eth0 up
@@ -63,9 +64,9 @@ for _ in $(seq 100); do ctl status >/dev/null 2>&1 && break; sleep 0.1; done
 show ip -n "$host" -br addr show docker0
 show ip netns exec "$host" iptables-legacy -t nat -S POSTROUTING
 
-attach() {  # NS ID: allocate_interface, then what a runtime does with its answer
-  local ns=$1 id=$2 json ip prefix gw mac mtu bridge
-  json=$(ctl --json allocate-interface "$id")
+attach() {  # NS ID [NETWORK]: allocate_interface, then what a runtime does with its answer
+  local ns=$1 id=$2 network=${3:-bridge} json ip prefix gw mac mtu bridge
+  json=$(ctl --json allocate-interface "$id" --network "$network")
   read -r ip prefix gw mac mtu bridge < <($py -c 'import json,sys; d=json.load(sys.stdin); print(d["ip"], d["prefix_len"], d["gateway"], d["mac_address"], d["mtu"], d["bridge"])' <<<"$json")
   ip -n "$host" link add "veth-$id" type veth peer name eth0 netns "$ns"
   ip -n "$host" link set "veth-$id" master "$bridge" up
@@ -93,6 +94,12 @@ show ctl link add "$db_ip" "$web_ip" 80/tcp   # parent db may reach child web:80
 fetch "$db" "http://$web_ip:80/"
 fetch "$db" "http://$web_ip:81/"
 
+step "network create red: a bridge and subnet of its own, isolated from docker0's"
+show ctl network create red
+attach "$red" red red
+fetch "$red" "http://$web_ip:80/"
+show ctl network ls
+
 step "dockernetctl list, verify; a few metrics (--metrics-addr)"
 show ctl list
 show ctl verify
@@ -103,6 +110,8 @@ step "release-interface web, db: addresses, ports, proxy and rules go back"
 show ctl link remove "$db_ip" "$web_ip" 80/tcp
 show ctl release-interface web
 show ctl release-interface db
+show ctl release-interface red
+show ctl network rm red
 show ip netns exec "$host" iptables-legacy -t nat -S DOCKER
 fetch "$outside" "http://192.0.2.1:8080/"
 

@@ -20,6 +20,7 @@ def test_the_demo_shows_the_mission_and_leaves_nothing():
         ("db", "http://172.17.0.2:80/", "no answer (timed out)"),  # --icc=false
         ("db", "http://172.17.0.2:80/", "hello from web:80, you are 172.17.0.3"),  # linked
         ("db", "http://172.17.0.2:81/", "no answer (timed out)"),  # only the linked port
+        ("red", "http://172.17.0.2:80/", "no answer (timed out)"),  # another network: isolated
         ("out", "http://192.0.2.1:8080/", "no answer ([Errno 111] Connection refused)"),
     ]
     assert "drift     []" in out
