@@ -111,13 +111,17 @@ class NftFirewallError(FirewallError):
     backend = "nftables"
 
 
-# nfnetlink: the ruleset generation, which every committed change increments
+# nfnetlink: the ruleset generation (which every committed change increments) and the rules
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
+NFPROTO_INET = 1
+NFT_MSG_GETRULE = 7
 NFT_MSG_GETGEN = 16
 NFTA_GEN_ID = 1
-NLM_F_REQUEST = 1
-NLMSG_ERROR = 2
+NFTA_RULE_TABLE, NFTA_RULE_CHAIN, NFTA_RULE_HANDLE, NFTA_RULE_USERDATA = 1, 2, 3, 7
+NFTNL_UDATA_RULE_COMMENT = 0
+NLM_F_REQUEST, NLM_F_DUMP = 1, 0x300
+NLMSG_ERROR, NLMSG_DONE = 2, 3
 
 
 def describe(item: NftItem) -> str:
@@ -174,11 +178,11 @@ class NftFirewall:
         self._uses: Counter[NftElement] = Counter()  # how many rules want each element
         self._generation = 0  # of the ruleset after our last change
         self._boot: BootPlan | None = None  # the default network's rules, from setup
-        self._gen_socket = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+        self._netlink = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
 
     def close(self) -> None:
         self._nft.close()
-        self._gen_socket.close()
+        self._netlink.close()
 
     # -- the interface of kernel.firewall.Firewall ----------------------------------------
 
@@ -195,16 +199,16 @@ class NftFirewall:
 
     def reconcile(self, desired: Iterable[Rule]) -> tuple[list[Rule], list[str]]:
         """Make the table hold exactly the skeleton, the boot rules of the last setup and
-        ``desired``; what was added and what removed.  Anything off: the whole table
-        rebuilt in one transaction."""
+        ``desired``: rebuilt in one transaction (packets see the old table or the new, and
+        established connections keep their conntrack state), without reading it first,
+        which at 30,000 elements costs four times the rebuild: so nothing is reported as
+        added or removed (verify compares exactly; it reads)."""
         desired = [*(self._boot.present if self._boot else ()), *desired]
-        missing, extra = self._compare(desired)
-        if missing or extra:
-            self._rebuild(desired)
+        self._rebuild(desired)
         self._uses = Counter(
             item for rule in desired for item in rule.nft if isinstance(item, NftElement)
         )
-        return missing, extra
+        return [], []
 
     def drift(self, plan: BootPlan, desired: Iterable[Rule]) -> tuple[list[Rule], list[str]]:
         """What setup and reconcile would change, changing nothing."""
@@ -364,7 +368,7 @@ class NftFirewall:
         for name, texts in by_set.items():
             lines.append(f"add element {TABLE} {name} {{ {', '.join(sorted(set(texts)))} }}")
         self._run("\n".join(lines))
-        self._read()  # the handles of the rules just added
+        self._read_handles()
 
     # -- running ----------------------------------------------------------------------------
 
@@ -383,23 +387,50 @@ class NftFirewall:
         self._generation = self._read_generation()
 
     def _read_generation(self) -> int:
-        header = struct.pack(
-            "=IHHII", 20, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, NLM_F_REQUEST, 1, 0
-        )
-        self._gen_socket.send(header + struct.pack("=BBH", socket.AF_UNSPEC, 0, 0))
-        reply = self._gen_socket.recv(4096)
-        _, kind, _, _, _ = struct.unpack_from("=IHHII", reply)
-        if kind == NLMSG_ERROR:
-            raise NftFirewallError(
-                f"nftables generation: {os.strerror(-struct.unpack_from('=i', reply, 16)[0])}"
+        [attributes] = self._request(NFT_MSG_GETGEN, socket.AF_UNSPEC, b"", dump=False)
+        return int(struct.unpack("!I", attributes[NFTA_GEN_ID])[0])
+
+    def _read_handles(self) -> None:
+        """The handle of every rule of the table, by its comment: a netlink dump of the
+        rules alone (libnftables' list would fetch every element too: 0.35 s at 30,000)."""
+        table = _attribute(NFTA_RULE_TABLE, b"dockernetd\0")
+        handles: dict[NftRule, list[int]] = {}
+        for attributes in self._request(NFT_MSG_GETRULE, NFPROTO_INET, table, dump=True):
+            chain = attributes[NFTA_RULE_CHAIN].rstrip(b"\0").decode()
+            comment = _comment_of(attributes.get(NFTA_RULE_USERDATA, b""))
+            rule = NftRule(chain, comment.replace("'", '"'))
+            handles.setdefault(rule, []).append(
+                struct.unpack("!Q", attributes[NFTA_RULE_HANDLE])[0]
             )
-        offset = 20  # nlmsghdr 16 + nfgenmsg 4, then attributes
-        while offset + 4 <= len(reply):
-            length, attribute = struct.unpack_from("=HH", reply, offset)
-            if attribute == NFTA_GEN_ID:
-                return int(struct.unpack_from("!I", reply, offset + 4)[0])
-            offset += (length + 3) & ~3
-        return 0
+        self._handles = handles
+
+    def _request(
+        self, message: int, family: int, payload: bytes, *, dump: bool
+    ) -> list[dict[int, bytes]]:
+        """One nfnetlink request of the nftables subsystem; the attributes of each answer."""
+        flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else 0)
+        body = struct.pack("=BBH", family, 0, 0) + payload
+        header = struct.pack(
+            "=IHHII", 16 + len(body), (NFNL_SUBSYS_NFTABLES << 8) | message, flags, 1, 0
+        )
+        self._netlink.send(header + body)
+        answers: list[dict[int, bytes]] = []
+        while True:
+            data = self._netlink.recv(1 << 20)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, kind, _, _, _ = struct.unpack_from("=IHHII", data, offset)
+                if kind == NLMSG_DONE:
+                    return answers
+                if kind == NLMSG_ERROR:
+                    error = -struct.unpack_from("=i", data, offset + 16)[0]
+                    if error:
+                        raise NftFirewallError(f"nfnetlink: {os.strerror(error)}")
+                    return answers
+                answers.append(_attributes(data[offset + 20 : offset + length]))
+                offset += (length + 3) & ~3
+            if not dump:
+                return answers
 
 
 def _element_commands(
@@ -410,6 +441,33 @@ def _element_commands(
     for element in elements:
         by_set.setdefault(element.set, []).append(text(element))
     return [f"{verb} element {TABLE} {name} {{ {', '.join(t)} }}" for name, t in by_set.items()]
+
+
+def _attribute(kind: int, value: bytes) -> bytes:
+    return struct.pack("=HH", 4 + len(value), kind) + value + bytes(-len(value) % 4)
+
+
+def _attributes(data: bytes) -> dict[int, bytes]:
+    found: dict[int, bytes] = {}
+    offset = 0
+    while offset + 4 <= len(data):
+        length, kind = struct.unpack_from("=HH", data, offset)
+        if length < 4:
+            break
+        found[kind & 0x3FFF] = data[offset + 4 : offset + length]  # without NLA_F_NESTED
+        offset += (length + 3) & ~3
+    return found
+
+
+def _comment_of(userdata: bytes) -> str:
+    """The comment in a rule's userdata (libnftnl's TLVs: type, length, value)."""
+    offset = 0
+    while offset + 2 <= len(userdata):
+        kind, length = userdata[offset], userdata[offset + 1]
+        if kind == NFTNL_UDATA_RULE_COMMENT:
+            return userdata[offset + 2 : offset + 2 + length].rstrip(b"\0").decode()
+        offset += 2 + length
+    return ""
 
 
 def _rules_of(rule: Rule) -> list[NftRule]:
