@@ -262,3 +262,13 @@ def test_an_element_two_mappings_share_stays_while_one_of_them_does(
     daemon.call("allocate_port", id="web", container_port=80, host_port=9000)
     daemon.call("release_interface", id="web")
     assert table(host) == boot_table()
+
+
+def test_a_network_made_before_a_restart_is_deleted_by_the_daemon_after_it(host, make_daemon):
+    """Its rules are found again by their handles (a netlink dump of the rules at start)."""
+    daemon = make_daemon()
+    daemon.call("network_create", name="red", subnet="10.9.0.0/24")
+    daemon.stop(signal.SIGKILL)
+    again = make_daemon()
+    again.call("network_delete", name="red")
+    assert table(host) == boot_table()

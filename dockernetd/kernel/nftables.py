@@ -115,10 +115,12 @@ class NftFirewallError(FirewallError):
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
 NFPROTO_INET = 1
+NFT_MSG_GETTABLE = 1
 NFT_MSG_GETRULE = 7
 NFT_MSG_GETGEN = 16
 NFTA_GEN_ID = 1
-NFTA_RULE_TABLE, NFTA_RULE_CHAIN, NFTA_RULE_HANDLE, NFTA_RULE_USERDATA = 1, 2, 3, 7
+NFTA_TABLE_NAME = NFTA_RULE_TABLE = 1  # a table's name, or the table a dump of rules names
+NFTA_RULE_CHAIN, NFTA_RULE_HANDLE, NFTA_RULE_USERDATA = 2, 3, 7
 NFTNL_UDATA_RULE_COMMENT = 0
 NLM_F_REQUEST, NLM_F_DUMP = 1, 0x300
 NLMSG_ERROR, NLMSG_DONE = 2, 3
@@ -192,7 +194,7 @@ class NftFirewall:
         compares all of it with the boot rules included, in one read (any read of the
         table costs the whole table: ~0.3 s at 30,000 elements)."""
         self._boot = plan
-        if self._table_exists():
+        if table_exists(self._netlink):
             return
         lines = [*skeleton_commands(), *(_add_rule(i) for r in plan.present for i in _rules_of(r))]
         self._run("\n".join(lines), echo=True)
@@ -293,16 +295,9 @@ class NftFirewall:
 
     # -- reading the table ----------------------------------------------------------------
 
-    def _table_exists(self) -> bool:
-        """``list tables``: libnftables fetches the tables only, not their contents."""
-        return any(
-            entry["table"]["name"] == "dockernetd" and entry["table"]["family"] == "inet"
-            for entry in self._nft.run("list tables")
-        )
-
     def _read(self) -> tuple[Counter[NftRule], dict[str, set[NftElement]]] | None:
-        """The rules of every chain (their handles remembered) and the elements of every
-        set and map; None if there is no table.  One ``list table``: libnftables fetches
+        """The rules of every chain and the elements of every set and map; None if there
+        is no table.  One ``list table``: libnftables fetches
         the whole table for any list command (a ``list chain`` costs as much), and a
         batch of two fails in 1.0.6."""
         try:
@@ -310,18 +305,14 @@ class NftFirewall:
         except NftError:
             return None
         rules: Counter[NftRule] = Counter()
-        handles: dict[NftRule, list[int]] = {}
         elements: dict[str, set[NftElement]] = {name: set() for name in SETS}
         for entry in listed:
             kind, body = next(iter(entry.items()))
             if kind == "rule":
-                rule = _rule_of(body)
-                rules[rule] += 1
-                handles.setdefault(rule, []).append(body["handle"])
+                rules[_rule_of(body)] += 1
             elif kind in ("set", "map") and body["name"] in elements:
                 found = body.get("elem", [])
                 elements[body["name"]] = {_element_of(body["name"], raw) for raw in found}
-        self._handles = handles
         return rules, elements
 
     def _compare(self, desired: list[Rule]) -> tuple[list[Rule], list[str]]:
@@ -387,15 +378,14 @@ class NftFirewall:
         self._generation = self._read_generation()
 
     def _read_generation(self) -> int:
-        [attributes] = self._request(NFT_MSG_GETGEN, socket.AF_UNSPEC, b"", dump=False)
+        [attributes] = self._nfnetlink(NFT_MSG_GETGEN, socket.AF_UNSPEC, b"", dump=False)
         return int(struct.unpack("!I", attributes[NFTA_GEN_ID])[0])
 
     def _read_handles(self) -> None:
         """The handle of every rule of the table, by its comment: a netlink dump of the
         rules alone (libnftables' list would fetch every element too: 0.35 s at 30,000)."""
-        table = _attribute(NFTA_RULE_TABLE, b"dockernetd\0")
         handles: dict[NftRule, list[int]] = {}
-        for attributes in self._request(NFT_MSG_GETRULE, NFPROTO_INET, table, dump=True):
+        for attributes in self._nfnetlink(NFT_MSG_GETRULE, NFPROTO_INET, _TABLE_NAME, dump=True):
             chain = attributes[NFTA_RULE_CHAIN].rstrip(b"\0").decode()
             comment = _comment_of(attributes.get(NFTA_RULE_USERDATA, b""))
             rule = NftRule(chain, comment.replace("'", '"'))
@@ -404,33 +394,13 @@ class NftFirewall:
             )
         self._handles = handles
 
-    def _request(
+    def _nfnetlink(
         self, message: int, family: int, payload: bytes, *, dump: bool
     ) -> list[dict[int, bytes]]:
-        """One nfnetlink request of the nftables subsystem; the attributes of each answer."""
-        flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else 0)
-        body = struct.pack("=BBH", family, 0, 0) + payload
-        header = struct.pack(
-            "=IHHII", 16 + len(body), (NFNL_SUBSYS_NFTABLES << 8) | message, flags, 1, 0
-        )
-        self._netlink.send(header + body)
-        answers: list[dict[int, bytes]] = []
-        while True:
-            data = self._netlink.recv(1 << 20)
-            offset = 0
-            while offset + 16 <= len(data):
-                length, kind, _, _, _ = struct.unpack_from("=IHHII", data, offset)
-                if kind == NLMSG_DONE:
-                    return answers
-                if kind == NLMSG_ERROR:
-                    error = -struct.unpack_from("=i", data, offset + 16)[0]
-                    if error:
-                        raise NftFirewallError(f"nfnetlink: {os.strerror(error)}")
-                    return answers
-                answers.append(_attributes(data[offset + 20 : offset + length]))
-                offset += (length + 3) & ~3
-            if not dump:
-                return answers
+        try:
+            return nfnetlink(self._netlink, message, family, payload, dump=dump)
+        except OSError as exc:
+            raise NftFirewallError(f"nfnetlink: {exc.strerror}") from None
 
 
 def _element_commands(
@@ -443,8 +413,56 @@ def _element_commands(
     return [f"{verb} element {TABLE} {name} {{ {', '.join(t)} }}" for name, t in by_set.items()]
 
 
+def nfnetlink(
+    sock: socket.socket, message: int, family: int, payload: bytes, *, dump: bool
+) -> list[dict[int, bytes]]:
+    """One request of nfnetlink's nftables subsystem on ``sock``; the attributes of each
+    answer.  OSError with the kernel's errno if it refuses."""
+    flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else 0)
+    body = struct.pack("=BBH", family, 0, 0) + payload
+    header = struct.pack(
+        "=IHHII", 16 + len(body), (NFNL_SUBSYS_NFTABLES << 8) | message, flags, 1, 0
+    )
+    sock.send(header + body)
+    answers: list[dict[int, bytes]] = []
+    while True:
+        data = sock.recv(1 << 20)
+        offset = 0
+        while offset + 16 <= len(data):
+            length, kind, _, _, _ = struct.unpack_from("=IHHII", data, offset)
+            if kind == NLMSG_DONE:
+                return answers
+            if kind == NLMSG_ERROR:
+                error = -struct.unpack_from("=i", data, offset + 16)[0]
+                if error:
+                    raise OSError(error, os.strerror(error))
+                return answers
+            answers.append(_attributes(data[offset + 20 : offset + length]))
+            offset += (length + 3) & ~3
+        if not dump:
+            return answers
+
+
+def table_exists(sock: socket.socket | None = None) -> bool:
+    """Whether ``inet dockernetd`` is there: one netlink request (loading libnftables to
+    ask would cost ~40 ms of every start of the iptables backend)."""
+    own = sock is None
+    sock = sock or socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+    try:
+        nfnetlink(sock, NFT_MSG_GETTABLE, NFPROTO_INET, _TABLE_NAME, dump=False)
+    except FileNotFoundError:
+        return False
+    finally:
+        if own:
+            sock.close()
+    return True
+
+
 def _attribute(kind: int, value: bytes) -> bytes:
     return struct.pack("=HH", 4 + len(value), kind) + value + bytes(-len(value) % 4)
+
+
+_TABLE_NAME = _attribute(NFTA_TABLE_NAME, b"dockernetd\0")
 
 
 def _attributes(data: bytes) -> dict[int, bytes]:
