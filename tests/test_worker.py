@@ -115,3 +115,25 @@ def test_a_lone_change_is_applied_as_is():
     firewall, outcomes = run_queued(("a", insert(A)))
     assert firewall.commits == [([A], [])]
     assert outcomes == {"a": None}
+
+
+def test_posted_work_runs_in_order_before_later_calls_and_its_failure_is_logged(caplog):
+    """post (a released veth's deletion) is not waited for, but a later call finds it done;
+    when it fails, the log says what failed."""
+    done: list[str] = []
+
+    def work(context: Any, name: str) -> None:
+        if name == "broken":
+            raise OSError("gone already")
+        done.append(name)
+
+    async def main() -> list[str]:
+        async with open_kernel_worker(lambda: FakeContext(RecordingFirewall())) as worker:
+            worker.post(work, "first", what="deleting veth first")
+            worker.post(work, "broken", what="deleting veth broken")
+            # the failure is reported back to this loop before the later call's answer
+            seen: list[str] = await worker.call(lambda context: list(done))
+            return seen
+
+    assert trio.run(main) == ["first"]
+    assert "deleting veth broken failed: gone already" in caplog.text
