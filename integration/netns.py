@@ -154,15 +154,13 @@ both_backends = pytest.mark.parametrize("firewall_backend", ["iptables", "nftabl
 def nft_elements(ns: Netns, name: str) -> list[tuple[str, ...]]:
     """The elements of a set or map of the nftables backend's table, sorted; a map's
     element is its key's atoms and then its value's."""
-    from dockernetd.kernel.nftables import SETS, atoms
+    from dockernetd.kernel.nftables import SETS, element_of
 
     kind = "map" if SETS[name][1] else "set"
     listed = json.loads(ns.exec("nft", "-j", "list", kind, "inet", "dockernetd", name).stdout)
     [body] = [entry[kind] for entry in listed["nftables"] if kind in entry]
-    return sorted(
-        tuple(a for part in (raw if kind == "map" else [raw]) for a in atoms(part))
-        for raw in body.get("elem", [])
-    )
+    elements = (element_of(name, raw) for raw in body.get("elem", []))
+    return sorted(element.key + element.value for element in elements)
 
 
 #: The "outside" machine (the ``outside`` fixture) and the host's address on their link.

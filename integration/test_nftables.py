@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from dockernetd.client import RpcError
-from dockernetd.kernel.nftables import BASE_CHAINS, CHAINS, SETS, SKELETON, atoms
+from dockernetd.kernel.nftables import BASE_CHAINS, CHAINS, SETS, SKELETON, element_of
 
 from netns import (
     HOST_UPLINK,
@@ -55,11 +55,8 @@ def table(ns: Netns) -> dict[str, Any]:
         elif kind == "rule":
             chains[body["chain"]].append(body.get("comment", "").replace("'", '"'))
         elif kind in ("set", "map"):
-            pairs = body.get("elem", [])
-            sets[body["name"]] = sorted(
-                tuple(a for part in (raw if kind == "map" else [raw]) for a in atoms(part))
-                for raw in pairs
-            )
+            elements = (element_of(body["name"], raw) for raw in body.get("elem", []))
+            sets[body["name"]] = sorted(element.key + element.value for element in elements)
     return {"chains": chains, "sets": sets}
 
 

@@ -312,7 +312,7 @@ class NftFirewall:
                 rules[_rule_of(body)] += 1
             elif kind in ("set", "map") and body["name"] in elements:
                 found = body.get("elem", [])
-                elements[body["name"]] = {_element_of(body["name"], raw) for raw in found}
+                elements[body["name"]] = {element_of(body["name"], raw) for raw in found}
         return rules, elements
 
     def _compare(self, desired: list[Rule]) -> tuple[list[Rule], list[str]]:
@@ -497,7 +497,7 @@ def _key_text(element: NftElement) -> str:
     return " . ".join(_atom(a, t) for a, t in zip(element.key, key_types, strict=True))
 
 
-def _element_of(name: str, raw: Any) -> NftElement:
+def element_of(name: str, raw: Any) -> NftElement:
     """An element as libnftables-json lists it (atoms, concatenations, map entries)."""
     _, value_types = SETS[name]
     if value_types is None:
