@@ -13,9 +13,7 @@ import itertools
 import json
 import socket
 
-# typing is not imported at run time: it costs ~2 ms of the CNI plugin's start-up, which
-# is part of every container start (mypy reads the names below; Python never does).
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # not typing's: the CNI plugin imports this module (see cni.py)
 if TYPE_CHECKING:
     from types import TracebackType
     from typing import Any

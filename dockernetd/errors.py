@@ -9,9 +9,7 @@ layer logs it and answers -32603 without its text.
 
 from __future__ import annotations
 
-# typing is not imported at run time: it costs ~2 ms of the CNI plugin's start-up, which
-# is part of every container start (mypy reads the names below; Python never does).
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # not typing's: the CNI plugin imports this module (see cni.py)
 if TYPE_CHECKING:
     from typing import Any
 
