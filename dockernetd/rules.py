@@ -36,6 +36,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Network
+from typing import NamedTuple
 
 from .network import Endpoint, Link, Network, NetworkSpec, PortMapping
 
@@ -53,9 +54,11 @@ ISOLATION_2 = "DOCKER-ISOLATION-STAGE-2"
 OWN_FILTER_CHAINS = (ISOLATION_1, ISOLATION_2)
 
 
-@dataclass(frozen=True)
-class NftElement:
-    """An element of one of the sets or maps of the nftables table (``key : value``)."""
+class NftElement(NamedTuple):
+    """An element of one of the sets or maps of the nftables table (``key : value``).
+
+    A NamedTuple, as NftRule: the firewall counts thousands of them per change, and a
+    tuple's hash and equality are the interpreter's (a dataclass's run Python code)."""
 
     set: str
     key: tuple[str, ...]
@@ -67,8 +70,7 @@ class NftElement:
         return f"{key} : {' . '.join(self.value)}" if self.value else key
 
 
-@dataclass(frozen=True)
-class NftRule:
+class NftRule(NamedTuple):
     """A rule of one of the table's chains, in nft syntax (also its comment: its identity
     when the table is read back)."""
 
