@@ -415,7 +415,35 @@ METHODS: tuple[Method, ...] = (
                 "interfaces": {"type": "integer"},
                 "port_mappings": {"type": "integer"},
                 "links": {"type": "integer"},
+                "cluster": {"type": ["object", "null"]},
                 "uptime_s": {"type": "number"},
+            },
+        },
+        needs_network=False,
+        query=True,
+    ),
+    Method(
+        "cluster",
+        "The hosts of the cluster (--cluster-store): each one's subnet, advertise address "
+        "and lease age, and whether this host routes to it.",
+        (),
+        {
+            "type": "object",
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "hosts": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "subnet": {"type": "string"},
+                            "advertise": IPV4,
+                            "age_s": {"type": "number"},
+                            "self": {"type": "boolean"},
+                            "routed": {"type": "boolean"},
+                        },
+                    },
+                },
             },
         },
         needs_network=False,

@@ -42,6 +42,11 @@ FILE_KEYS: dict[str, tuple[str, type]] = {
     "firewall-backend": ("firewall_backend", str),
     "docker-plugin-socket": ("docker_plugin_socket", str),
     "default-address-pools": ("default_address_pools", list),
+    "cluster-store": ("cluster_store", str),
+    "cluster-advertise": ("cluster_advertise", str),
+    "cluster-network": ("cluster_network", str),
+    "cluster-subnet-size": ("cluster_subnet_size", int),
+    "cluster-store-opts": ("cluster_store_opts", dict),
 }
 
 
@@ -134,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON file with Docker daemon.json keys: bridge, bip, fixed-cidr, iptables, "
         "ip-forward, ip-masq, icc, ip, mtu, log-level, metrics-addr, default-address-pools, "
         "allow-direct-routing, firewall-self-heal, firewall-backend, docker-plugin, "
-        "docker-plugin-socket; "
+        "docker-plugin-socket, cluster-store, cluster-advertise, cluster-network, "
+        "cluster-subnet-size, cluster-store-opts; "
         "a key may not also be "
         "given as a flag; SIGHUP re-reads it and applies log-level",
     )
@@ -189,6 +195,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="where networks created without a subnet get one, e.g. base=10.10.0.0/16,size=24; "
         "repeatable, replaces the defaults (172.17-31.0.0/16 as /16s, 192.168.0.0/16 as /20s)",
     )
+    p.add_argument(
+        "--cluster-store",
+        dest="cluster_store",
+        metavar="etcd://HOST:PORT[,HOST:PORT...]",
+        help="lease the default bridge's subnet from this etcd, and route to the other hosts' "
+        "subnets (default: off; see the README's Many hosts)",
+    )
+    p.add_argument(
+        "--cluster-advertise",
+        dest="cluster_advertise",
+        metavar="IP",
+        help="this host's address on the segment the hosts share: the others route its "
+        "subnet via it",
+    )
+    p.add_argument(
+        "--cluster-network",
+        dest="cluster_network",
+        metavar="CIDR",
+        help="the pool every host's subnet is leased from, e.g. 10.200.0.0/16",
+    )
+    p.add_argument(
+        "--cluster-subnet-size",
+        dest="cluster_subnet_size",
+        type=int,
+        metavar="N",
+        help="the prefix length of each host's subnet (default: 24)",
+    )
+    p.add_argument(
+        "--cluster-store-opt",
+        dest="cluster_store_opts",
+        action="append",
+        type=_store_option,
+        metavar="KEY=VALUE",
+        help="discovery.ttl=SECONDS (how long a dead host's subnet stays leased; default 60) "
+        "or discovery.heartbeat=SECONDS (between keepalives; default 20); repeatable",
+    )
     p.add_argument("--version", action="version", version=f"dockernetd {__version__}")
     return p
 
@@ -198,6 +240,13 @@ def _pool(text: str) -> AddressPool:
         return parse_pool(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _store_option(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"invalid cluster-store-opt {text!r}: want KEY=VALUE")
+    return key, value
 
 
 def _pools_from_file(path: str, value: list[Any]) -> tuple[AddressPool, ...]:
@@ -214,6 +263,15 @@ def _pools_from_file(path: str, value: list[Any]) -> tuple[AddressPool, ...]:
         except ValueError as exc:
             raise ConfigError(f"config file {path}: {exc}") from None
     return tuple(pools)
+
+
+def _store_options_from_file(path: str, value: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    if not all(isinstance(v, str) for v in value.values()):
+        raise ConfigError(
+            f"invalid value for 'cluster-store-opts' in config file {path}: "
+            'expected {"KEY": "VALUE", ...}'
+        )
+    return tuple(value.items())
 
 
 def load_config_file(path: str) -> dict[str, Any]:
@@ -239,7 +297,11 @@ def load_config_file(path: str) -> dict[str, Any]:
             raise ConfigError(
                 f"invalid value for {key!r} in config file {path}: expected {kind.__name__}"
             )
-        values[field] = _pools_from_file(path, value) if isinstance(value, list) else value
+        if isinstance(value, list):
+            value = _pools_from_file(path, value)
+        elif isinstance(value, dict):  # cluster-store-opts: {"discovery.ttl": "60"}
+            value = _store_options_from_file(path, value)
+        values[field] = value
     return values
 
 
@@ -260,6 +322,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                 f"configuration file: {detail}"
             )
         given.update(from_file)
-    if "default_address_pools" in given:
-        given["default_address_pools"] = tuple(given["default_address_pools"])
+    for listed in ("default_address_pools", "cluster_store_opts"):
+        if listed in given:
+            given[listed] = tuple(given[listed])
     return validate(Config(**given))

@@ -15,6 +15,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
 from .client import DEFAULT_SOCKET
+from .cluster import DEFAULT_SUBNET_SIZE, ClusterSettings, parse_store, parse_store_options
 from .errors import ConfigError
 from .netutil import parse_cidr, parse_host_port, parse_ipv4
 from .pools import DEFAULT_POOLS, AddressPool
@@ -52,6 +53,11 @@ class Config:
     firewall_backend: str = "iptables"  # or "nftables" (Docker 29's flag)
     docker_plugin_socket: str = DEFAULT_DOCKER_PLUGIN_SOCKET
     default_address_pools: tuple[AddressPool, ...] = ()  # () means Docker's defaults
+    cluster_store: str = ""  # etcd://HOST:PORT[,HOST:PORT…] (Docker 1.9's flag)
+    cluster_advertise: str = ""
+    cluster_network: str = ""
+    cluster_subnet_size: int = DEFAULT_SUBNET_SIZE
+    cluster_store_opts: tuple[tuple[str, str], ...] = ()  # discovery.ttl, discovery.heartbeat
 
     # The addresses as the daemon uses them (the fields keep the flags' text, as given):
 
@@ -66,6 +72,21 @@ class Config:
     @cached_property
     def binding_ip(self) -> IPv4Address:
         return parse_ipv4(self.ip)
+
+    @cached_property
+    def cluster(self) -> ClusterSettings | None:
+        """The cluster flags, parsed (validate checked them); None without a store."""
+        if not self.cluster_store:
+            return None
+        ttl, heartbeat = parse_store_options(dict(self.cluster_store_opts))
+        return ClusterSettings(
+            parse_store(self.cluster_store),
+            parse_ipv4(self.cluster_advertise),
+            parse_cidr(self.cluster_network).network,
+            self.cluster_subnet_size,
+            ttl,
+            heartbeat,
+        )
 
     @property
     def address_pools(self) -> tuple[AddressPool, ...]:
@@ -117,6 +138,11 @@ class Config:
             "default-address-pools": [  # [] means Docker's defaults
                 {"base": str(pool.base), "size": pool.size} for pool in self.default_address_pools
             ],
+            "cluster-store": self.cluster_store,
+            "cluster-advertise": self.cluster_advertise,
+            "cluster-network": self.cluster_network,
+            "cluster-subnet-size": self.cluster_subnet_size,
+            "cluster-store-opts": dict(self.cluster_store_opts),
         }
 
 
@@ -162,8 +188,53 @@ def validate(config: Config) -> Config:
         )
     if config.docker_plugin and config.network_disabled:
         raise ConfigError("--docker-plugin serves networks: it cannot be used with -b none")
+    _validate_cluster(config)
     if config.log_level not in LOG_LEVELS:
         raise ConfigError(
             f"invalid log level {config.log_level!r}: must be one of {', '.join(LOG_LEVELS)}"
         )
     return config
+
+
+def _validate_cluster(config: Config) -> None:
+    """The cluster flags: Docker 1.12's messages where it had them."""
+    if not config.cluster_store:
+        if config.cluster_advertise:
+            raise ConfigError(
+                "invalid cluster configuration. --cluster-advertise must be accompanied by "
+                "--cluster-store configuration"
+            )
+        return
+    try:
+        parse_store(config.cluster_store)
+        parse_store_options(dict(config.cluster_store_opts))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if not config.cluster_advertise:
+        raise ConfigError(
+            "invalid cluster configuration. --cluster-store must be accompanied by "
+            "--cluster-advertise (the address other hosts route this host's subnet via)"
+        )
+    try:
+        parse_ipv4(config.cluster_advertise)
+    except ValueError:
+        raise ConfigError(
+            f"discovery advertise parsing failed ({config.cluster_advertise!r} is not an "
+            "IPv4 address)"
+        ) from None
+    if not config.cluster_network:
+        raise ConfigError("--cluster-store needs --cluster-network, the pool to lease from")
+    try:
+        pool = parse_cidr(config.cluster_network).network
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if not pool.prefixlen <= config.cluster_subnet_size <= 30:
+        raise ConfigError(
+            f"invalid cluster-subnet-size {config.cluster_subnet_size}: must be between the "
+            f"pool's prefix length ({pool.prefixlen}) and 30"
+        )
+    if config.bip or config.fixed_cidr or config.bridge:
+        raise ConfigError(
+            "--cluster-store leases the default bridge's subnet: it cannot be used with "
+            "--bip, --fixed-cidr or -b"
+        )

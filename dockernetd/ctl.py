@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", help="bridge, configuration and counts")
     sub.add_parser("list", help="container interfaces and their ports")
+    sub.add_parser("cluster", help="the hosts of the cluster, their subnets and lease ages")
 
     n = sub.add_parser("network", help="networks: create, ls, inspect, rm")
     nsub = n.add_subparsers(dest="network_command", required=True, metavar="SUBCOMMAND")
@@ -96,6 +97,8 @@ def request_for(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         return "status", {}
     if command == "list":
         return "list_interfaces", {}
+    if command == "cluster":
+        return "cluster", {}
     if command == "network":
         return _network_request(args)
     if command == "allocate-interface":
@@ -182,6 +185,18 @@ def render(method: str, result: Any) -> str:
     if method == "network_inspect":
         settings = {k: v for k, v in result.items() if k != "endpoints"}
         return render("", settings) + "\n\n" + render("list_interfaces", result["endpoints"])
+    if method == "cluster":
+        if not result["enabled"]:
+            return "no cluster (the daemon runs without --cluster-store)"
+        lines = [f"{'HOST':<16} {'SUBNET':<18} {'LEASE AGE':>10}  ROUTE"]
+        for host in result["hosts"]:
+            route = "(this host)" if host["self"] else ("yes" if host["routed"] else "no")
+            if "route_error" in host:
+                route += f": {host['route_error']}"
+            lines.append(
+                f"{host['advertise']:<16} {host['subnet']:<18} {host['age_s']:>9.0f}s  {route}"
+            )
+        return "\n".join(lines)
     if method == "list_interfaces":
         if not result:
             return "no interfaces"

@@ -19,7 +19,7 @@ import functools
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
 import trio
@@ -30,7 +30,7 @@ from .driver import init_networkdriver
 from .errors import ApiError, ConfigError, StartupError
 from .handlers import Service
 from .jobs import OneLineFormatter
-from .kernel.worker import KernelContext, open_kernel_worker
+from .kernel.worker import KernelContext, KernelWorker, open_kernel_worker
 from .metrics import CommitTimes, ProxyCounts, RpcMetrics, process_age
 from .proxy import ProxySupervisor
 from .restore import restore
@@ -40,6 +40,8 @@ from .state import StateLog
 from .systemd import JournalHandler, Notifier, activated_socket, stderr_is_journal
 
 if TYPE_CHECKING:
+    from .cluster import ClusterSettings
+    from .cluster_member import ClusterMember
     from .prometheus import Collector
 
 log = logging.getLogger("dockernetd")
@@ -95,6 +97,8 @@ def set_log_level(level: str) -> None:
     root.setLevel(level.upper())
     for noisy in ("pyroute2", "asyncio"):  # their debug output is per netlink message
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+    for chatty in ("httpx", "httpcore"):  # a line per etcd request, at INFO
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
 
 
 async def run(config: Config, argv: Sequence[str] = ()) -> None:
@@ -109,6 +113,13 @@ async def run(config: Config, argv: Sequence[str] = ()) -> None:
             trio.open_nursery() as proxies,
         ):
             supervisor = ProxySupervisor(proxies)
+            member = None
+            if config.cluster is not None:  # the bridge's subnet is the cluster's lease
+                member = await _join_cluster(config.cluster, kernel, notifier, signals)
+                if member.lease is None:  # stopped while waiting for etcd
+                    await member.close()
+                    return
+                config = dataclasses.replace(config, bip=member.bridge_address())
             if config.network_disabled:
                 log.info("networking disabled (-b none): init_networkdriver skipped")
                 driver = None
@@ -123,12 +134,14 @@ async def run(config: Config, argv: Sequence[str] = ()) -> None:
                 if config.docker_plugin:
                     # bound before anything is served: once the daemon answers, so does it
                     plugin_socket = bind_unix_socket(config.docker_plugin_socket, "", mode=0o600)
-                service = Service(config, driver, state)
+                service = Service(config, driver, state, member)
                 dispatcher = Dispatcher(service)
                 server = Server(dispatcher)
                 async with trio.open_nursery() as nursery:
                     await nursery.start(server.serve, listening.sock)
                     log.info("serving JSON-RPC on %s", listening.path)
+                    if member is not None:
+                        await nursery.start(member.run)
                     collector = None
                     if config.metrics_addr:
                         collector = await _serve_metrics(
@@ -163,7 +176,37 @@ async def run(config: Config, argv: Sequence[str] = ()) -> None:
                     plugin_socket.close()
                 if state:
                     state.close()
+                if member is not None:
+                    with trio.CancelScope(shield=True):
+                        await member.close()
             proxies.cancel_scope.cancel()  # every proxy closes its sockets
+
+
+async def _join_cluster(
+    settings: ClusterSettings,
+    kernel: KernelWorker,
+    notifier: Notifier,
+    signals: AsyncIterator[int],
+) -> ClusterMember:
+    """This host's subnet leased: waiting for etcd as long as it takes (saying so in
+    STATUS=), or until SIGTERM/SIGINT (then the member holds no lease)."""
+    # Imported only when asked for: httpx adds 25 ms to a start.
+    from .cluster_member import ClusterMember
+
+    member = ClusterMember(settings, kernel)
+    async with trio.open_nursery() as nursery:
+
+        async def acquire() -> None:
+            await member.acquire(lambda why: notifier.send(f"STATUS={why}"))
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(acquire)
+        async for signum in signals:
+            if signum != signal.SIGHUP:
+                log.info("%s: shutting down", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
+    return member
 
 
 async def _serve_metrics(

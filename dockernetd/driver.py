@@ -140,6 +140,7 @@ def default_spec(config: Config, address: IPv4Interface, mtu: int) -> NetworkSpe
         ip_masq=config.ip_masq,
         mtu=mtu,
         host_binding_ip=config.binding_ip,
+        cluster_pool=config.cluster.pool if config.cluster else None,
     )
 
 

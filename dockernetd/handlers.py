@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -81,6 +81,9 @@ from .state import (
     Unpublished,
 )
 from .verify import verify
+
+if TYPE_CHECKING:  # imported by the daemon only with --cluster-store: httpx adds 25 ms
+    from .cluster_member import ClusterMember
 
 log = logging.getLogger("dockernetd.handlers")
 
@@ -148,11 +151,16 @@ class ChangeGate:
 
 class Service:
     def __init__(
-        self, config: Config, driver: Driver | None, state: StateLog | None = None
+        self,
+        config: Config,
+        driver: Driver | None,
+        state: StateLog | None = None,
+        cluster: ClusterMember | None = None,
     ) -> None:
         self.config = config
         self.driver = driver
         self.state = state
+        self.cluster_member = cluster
         self._containers = KeyedLock()
         self._gate = ChangeGate()
         self._network_changes = trio.Lock()
@@ -637,8 +645,13 @@ class Service:
             "port_mappings": driver.networks.port_mapping_count() if driver else 0,
             "links": len(driver.links.active) if driver else 0,
             "firewall_repairs": self.firewall_repairs,
+            "cluster": self.cluster_member.public() if self.cluster_member else None,
             "uptime_s": round(time.monotonic() - self._started, 3),
         }
+
+    async def cluster(self) -> dict[str, Any]:
+        member = self.cluster_member
+        return {"enabled": member is not None, "hosts": member.host_list() if member else []}
 
 
 def _gateway(subnet: IPv4Network, gateway: IPv4Address | None) -> IPv4Interface:

@@ -91,6 +91,10 @@ class NetworkSpec:
     ip_masq: bool
     mtu: int
     host_binding_ip: IPv4Address  # where ports are published when no host_ip is given
+    # The cluster's pool, when this subnet is leased from it (the default network with
+    # --cluster-store): traffic to the pool keeps its source, and from it reaches
+    # containers at their addresses (the other hosts' containers).
+    cluster_pool: IPv4Network | None = None
 
     @property
     def subnet(self) -> IPv4Network:

@@ -131,6 +131,8 @@ def boot_plan(spec: NetworkSpec) -> BootPlan:
     """The default network's rules at boot: Docker 1.4's setupIPTables."""
     bridge, icc = spec.bridge, spec.icc
     present = []
+    if spec.cluster_pool is not None:
+        present.append(cluster_exemption_rule(spec, spec.cluster_pool))
     if spec.ip_masq:
         present.append(_masquerade(spec))
     accept, drop = _icc(bridge, accept=True), _icc(bridge, accept=False)
@@ -141,13 +143,38 @@ def boot_plan(spec: NetworkSpec) -> BootPlan:
 
 
 def _masquerade(spec: NetworkSpec, tag: str = "") -> Rule:
-    subnet, bridge = spec.subnet, spec.bridge
+    """What leaves the network for the world leaves with the host's address; in a
+    cluster, what goes to another host's containers keeps its own."""
+    subnet, bridge, pool = spec.subnet, spec.bridge, spec.cluster_pool
+    if pool is None:
+        return _rule(
+            NAT,
+            "POSTROUTING",
+            f"-s {subnet} ! -o {bridge} -j MASQUERADE",
+            tag,
+            NftRule("postrouting_nat", f'ip saddr {subnet} oifname != "{bridge}" masquerade'),
+        )
     return _rule(
         NAT,
         "POSTROUTING",
-        f"-s {subnet} ! -o {bridge} -j MASQUERADE",
+        f"-s {subnet} ! -d {pool} ! -o {bridge} -j MASQUERADE",
         tag,
-        NftRule("postrouting_nat", f'ip saddr {subnet} oifname != "{bridge}" masquerade'),
+        NftRule(
+            "postrouting_nat",
+            f'ip saddr {subnet} ip daddr != {pool} oifname != "{bridge}" masquerade',
+        ),
+    )
+
+
+def cluster_exemption_rule(spec: NetworkSpec, pool: IPv4Network) -> Rule:
+    """The other hosts' containers reach ours at their addresses: packets from the
+    cluster's pool to this host's subnet pass the raw table before the direct-access
+    guards (inserted at boot above them; the guards are appended)."""
+    return _rule(
+        RAW,
+        "PREROUTING",
+        f"-s {pool} -d {spec.subnet} -j ACCEPT",
+        nft=NftRule("prerouting_raw", f"ip saddr {pool} ip daddr {spec.subnet} accept"),
     )
 
 

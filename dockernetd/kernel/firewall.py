@@ -176,7 +176,7 @@ class Firewall:
         (:meth:`reconcile`).  Each table is one commit, so the jumps into DOCKER are
         never missing, not even for an instant.
         """
-        with self._commit(NAT, FILTER):
+        with self._commit(*sorted({NAT, FILTER, *(rule.table for rule in plan.present)})):
             for rule in plan.absent:
                 self._delete_if_present(rule)
             for rule in plan.present:
@@ -332,8 +332,13 @@ class Firewall:
             self._drop_unused_chains(handle)
 
     def _insert(self, rule: Rule) -> None:
-        """At the top of its chain, below the isolation jump; our chains made when needed."""
+        """At the top of its chain, below the isolation jump; our chains made when needed.
+        The raw table's guards are appended, as Docker 28 appends its own: below the
+        cluster's exemption, which boot inserts at the top."""
         handle = self._tables[rule.table]
+        if rule.table == RAW:
+            handle.append_entry(rule.chain, self._compiled(rule)[0])
+            return
         if rule.table == FILTER and {rule.chain, rule.args[-1]} & set(OWN_FILTER_CHAINS):
             for name in OWN_FILTER_CHAINS:  # a rule in or a jump into one: both must exist
                 if not handle.is_chain(name):

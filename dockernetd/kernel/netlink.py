@@ -19,11 +19,14 @@ import socket
 import struct
 import sys
 from collections.abc import Callable, Iterator
-from ipaddress import IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAIN_TABLE = 254
+#: The routing protocol number of the cluster's routes (unassigned in rtnetlink): a
+#: restarted daemon finds the routes it made, and ``ip route show proto 199`` shows them.
+CLUSTER_ROUTE_PROTO = 199
 EEXIST = 17
 SIOCGIFFLAGS = 0x8913
 IFF_UP = 0x1
@@ -158,6 +161,31 @@ class Netlink:
     @_kernel_errors
     def delete_link(self, index: int) -> None:
         self._ipr.link("del", index=index)
+
+    @_kernel_errors
+    def cluster_routes(self) -> dict[IPv4Network, IPv4Address]:
+        """The main table's routes of the cluster (by their protocol): destination, gateway."""
+        return {
+            IPv4Network(f"{r.get('RTA_DST')}/{r['dst_len']}"): IPv4Address(r.get("RTA_GATEWAY"))
+            for r in self._ipr.route(
+                "dump", family=socket.AF_INET, table=MAIN_TABLE, proto=CLUSTER_ROUTE_PROTO
+            )
+            if r.get("RTA_GATEWAY") and r.get("RTA_DST")
+        }
+
+    @_kernel_errors
+    def replace_cluster_route(self, destination: IPv4Network, gateway: IPv4Address) -> None:
+        self._ipr.route(
+            "replace",
+            dst=str(destination),
+            gateway=str(gateway),
+            table=MAIN_TABLE,
+            proto=CLUSTER_ROUTE_PROTO,
+        )
+
+    @_kernel_errors
+    def delete_cluster_route(self, destination: IPv4Network) -> None:
+        self._ipr.route("del", dst=str(destination), table=MAIN_TABLE, proto=CLUSTER_ROUTE_PROTO)
 
     @_kernel_errors
     def set_up(self, index: int) -> None:

@@ -158,8 +158,11 @@ def _comment(rule: NftRule) -> str:
     return rule.text.replace('"', "'")
 
 
-def skeleton_commands() -> list[str]:
-    """The table, its sets, maps and chains, and the fixed rules."""
+def skeleton_commands(boot: Iterable[Rule] = ()) -> list[str]:
+    """The table, its sets, maps and chains, the rules of ``boot`` and the fixed rules.
+
+    The boot rules go first in their chains, as iptables inserts them at the top: the
+    cluster's exemption from the direct-access guard must come before the guard."""
     lines = [f"add table {TABLE}"]
     for name, (key, value) in SETS.items():
         kind = "map" if value else "set"
@@ -167,6 +170,7 @@ def skeleton_commands() -> list[str]:
         lines.append(f"add {kind} {TABLE} {name} {{ type {types}; }}")
     lines += [f"add chain {TABLE} {name} {{ {hook} }}" for name, hook in BASE_CHAINS.items()]
     lines += [f"add chain {TABLE} {name}" for name in CHAINS]
+    lines += [_add_rule(item) for rule in boot for item in _rules_of(rule)]
     lines += [_add_rule(rule) for rule in SKELETON]
     return lines
 
@@ -204,8 +208,7 @@ class NftFirewall:
         self._boot = plan
         if table_exists(self._netlink):
             return
-        lines = [*skeleton_commands(), *(_add_rule(i) for r in plan.present for i in _rules_of(r))]
-        self._run("\n".join(lines), echo=True)
+        self._run("\n".join(skeleton_commands(plan.present)), echo=True)
 
     def reconcile(self, desired: Iterable[Rule]) -> tuple[list[Rule], list[str]]:
         """Make the table hold exactly the skeleton, the boot rules of the last setup and
@@ -213,10 +216,11 @@ class NftFirewall:
         established connections keep their conntrack state), without reading it first,
         which at 30,000 elements costs four times the rebuild: so nothing is reported as
         added or removed (verify compares exactly; it reads)."""
-        desired = [*(self._boot.present if self._boot else ()), *desired]
-        self._rebuild(desired)
+        boot = self._boot.present if self._boot else ()
+        desired = list(desired)
+        self._rebuild(boot, desired)
         self._uses = Counter(
-            item for rule in desired for item in rule.nft if isinstance(item, NftElement)
+            item for rule in (*boot, *desired) for item in rule.nft if isinstance(item, NftElement)
         )
         return [], []
 
@@ -355,8 +359,8 @@ class NftFirewall:
             missing = skeleton  # every rule is there, not in the skeleton's order
         return missing, extra
 
-    def _rebuild(self, desired: list[Rule]) -> None:
-        lines = [f"add table {TABLE}", f"delete table {TABLE}", *skeleton_commands()]
+    def _rebuild(self, boot: Iterable[Rule], desired: list[Rule]) -> None:
+        lines = [f"add table {TABLE}", f"delete table {TABLE}", *skeleton_commands(boot)]
         by_set: dict[str, list[str]] = {}
         for rule in desired:
             for item in rule.nft:
