@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # Debian's interpreter: a systemd unit can reach it (pyenv's lives under /root).
 SYSTEM_PYTHON := $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
 APT_PACKAGES := gcc libc6-dev python3-dev python3-venv pkg-config libsystemd-dev iptables iproute2 \
-                iputils-ping systemd podman runc busybox-static docker.io nftables
+                iputils-ping systemd podman runc busybox-static docker.io nftables etcd-server
 STAMP := $(VENV)/.installed
 SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
 

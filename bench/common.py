@@ -101,8 +101,8 @@ def _setns(fd: int) -> None:
 class Daemon:
     """dockernetd in its own namespace; stopped by PID."""
 
-    def __init__(self, *flags: str, notify: str | None = None) -> None:
-        self.ns = Namespace()
+    def __init__(self, *flags: str, notify: str | None = None, ns: Namespace | None = None) -> None:
+        self.ns = ns or Namespace()
         self.dir = tempfile.mkdtemp(prefix="dnd-bench-", dir="/dev/shm")  # tmpfs, as /run is
         self.socket = f"{self.dir}/d.sock"
         resolv = f"{self.dir}/resolv.conf"

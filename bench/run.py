@@ -4,7 +4,8 @@ Every figure that depends on the machine's speed is printed next to a baseline
 measured in the same run, as a ratio.  Benchmarks never fail on a number; they
 print a table and write ``bench/results/<name>.json``.
 
-    python bench/run.py [allocator] [rpc] [ports] [containers] [proxy] [boot]
+    python bench/run.py [allocator] [rpc] [ports] [containers] [proxy] [boot] [networks] [cni]
+        [firewall] [cluster]
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from proxy import bench_proxy
 
 from dockernetd.client import Client, RpcError
 from dockernetd.ipam import IpAllocator
+
+from cluster import bench_cluster
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -420,6 +423,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "networks": bench_networks,
     "cni": bench_cni,
     "firewall": bench_firewall,
+    "cluster": bench_cluster,
 }
 
 

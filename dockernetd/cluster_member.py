@@ -62,6 +62,10 @@ class ClusterMember:
     def degraded(self) -> bool:
         return bool(self._problems)
 
+    @property
+    def route_count(self) -> int:
+        return len(self._routes)
+
     def public(self) -> dict[str, Any]:
         """``status``'s ``cluster``: this host's lease and whether the store is reachable."""
         lease = self.lease
@@ -74,7 +78,7 @@ class ClusterMember:
             "state": "degraded" if self._problems else "ok",
             "problems": sorted(self._problems.values()),
             "hosts": len(self.hosts),
-            "routes": len(self._routes),
+            "routes": self.route_count,
         }
 
     def host_list(self) -> list[dict[str, Any]]:

@@ -68,6 +68,7 @@ class Collector:
         yield from self._model_families()
         yield from self._firewall_families()
         yield from self._state_families()
+        yield from self._cluster_families()
 
     def _rpc_families(self) -> Iterator[Metric]:
         rpc = self._rpc
@@ -179,6 +180,23 @@ class Collector:
             "dockernetd_state_compactions",
             "Rewrites of the state file to its live records",
             value=state.compactions if state else 0,
+        )
+
+    def _cluster_families(self) -> Iterator[Metric]:
+        """Only with --cluster-store."""
+        member = self._service.cluster_member
+        if member is None:
+            return
+        yield _gauge(
+            "cluster_degraded",
+            "1 while etcd cannot be reached (serving on with the lease and routes held)",
+            int(member.degraded),
+        )
+        yield _gauge(
+            "cluster_hosts", "Hosts holding a lease of the cluster's pool", len(member.hosts)
+        )
+        yield _gauge(
+            "cluster_routes", "Routes to other hosts' subnets in the main table", member.route_count
         )
 
 

@@ -12,9 +12,11 @@ import time
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
-from cluster import HEARTBEAT, POOL, SEGMENT, TTL, Rig
 
+from cluster import HEARTBEAT, POOL, SEGMENT, TTL, Rig, http
 from netns import Daemon, attach_container, both_backends, probe, start_echo_server, wait_for
+
+METRICS = "http://127.0.0.1:9323/metrics"
 
 
 @pytest.fixture
@@ -112,7 +114,7 @@ def _answers(daemon: Daemon) -> bool:
 
 
 def test_etcd_lost_then_back_nothing_is_torn_down(rig, containers, processes):
-    cluster = rig()
+    cluster = rig("--metrics-addr", "127.0.0.1:9323")  # each host its own loopback
     a, b = cluster.add_host(), cluster.add_host()
     a.daemon.start()
     b.daemon.start()
@@ -124,6 +126,7 @@ def test_etcd_lost_then_back_nothing_is_torn_down(rig, containers, processes):
     wait_for(lambda: a.daemon.call("status")["cluster"]["state"] == "degraded", timeout=10)
     problems = a.daemon.call("status")["cluster"]["problems"]
     assert problems and all(f"{SEGMENT}.1:2379" in p for p in problems)
+    assert "dockernetd_cluster_degraded 1.0" in http(a.ns, METRICS)
     time.sleep(TTL + HEARTBEAT)  # past the TTL: nothing expires while etcd is away
     assert probe(a_ns, "tcp", b_iface["ip"], 8080, "still") == f"b:{a_iface['ip']}:still"
     new = a.daemon.call("allocate_interface", id="new")
@@ -135,7 +138,10 @@ def test_etcd_lost_then_back_nothing_is_torn_down(rig, containers, processes):
     assert len(cluster.etcd_keys()) == 2
     time.sleep(TTL + HEARTBEAT)
     assert len(cluster.etcd_keys()) == 2 and len(a.routes()) == 1
-    assert "degraded" not in a.daemon.call("status")["cluster"]["state"]
+    assert a.daemon.call("status")["cluster"]["state"] == "ok"
+    metrics = http(a.ns, METRICS)
+    assert "dockernetd_cluster_degraded 0.0" in metrics
+    assert "dockernetd_cluster_hosts 2.0" in metrics and "dockernetd_cluster_routes 1.0" in metrics
 
 
 def test_a_dead_hosts_route_goes_after_its_ttl(rig):

@@ -61,12 +61,13 @@ def table(ns: Netns) -> dict[str, Any]:
 
 
 def boot_table(**elements: list[tuple[str, ...]]) -> dict[str, Any]:
-    """The table of a daemon with ``bridge`` only, plus ``elements``."""
+    """The table of a daemon with ``bridge`` only, plus ``elements``: the boot rules first
+    in their chains, as iptables inserts them at the top."""
     chains: dict[str, list[str]] = {name: [] for name in (*BASE_CHAINS, *CHAINS)}
-    for rule in SKELETON:
-        chains[rule.chain].append(rule.text)
     for chain, text in BOOT_RULES:
         chains[chain].append(text)
+    for rule in SKELETON:
+        chains[rule.chain].append(rule.text)
     sets: dict[str, list[tuple[str, ...]]] = {name: [] for name in SETS}
     sets["localnet_bridges"] = [("docker0",)]
     sets.update(elements)

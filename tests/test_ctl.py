@@ -75,6 +75,28 @@ def test_networks_render_as_a_table():
     assert inspected.splitlines()[0] == "name     red" and inspected.endswith("no interfaces")
 
 
+def test_the_cluster_renders_as_a_table():
+    assert request("cluster") == ("cluster", {})
+    hosts = [
+        {"subnet": "10.200.42.0/24", "advertise": "10.99.0.12", "age_s": 40.4, "self": False,
+         "routed": True},
+        {"subnet": "10.200.137.0/24", "advertise": "10.99.0.11", "age_s": 42.5, "self": True,
+         "routed": False},
+        {"subnet": "10.200.201.0/24", "advertise": "10.99.0.13", "age_s": 3.0, "self": False,
+         "routed": False, "route_error": "via 10.99.0.13: Network is unreachable"},
+    ]  # fmt: skip
+    lines = render("cluster", {"enabled": True, "hosts": hosts}).splitlines()
+    assert lines == [
+        "HOST             SUBNET              LEASE AGE  ROUTE",
+        "10.99.0.12       10.200.42.0/24            40s  yes",
+        "10.99.0.11       10.200.137.0/24           42s  (this host)",
+        "10.99.0.13       10.200.201.0/24            3s  no: via 10.99.0.13: Network is unreachable",
+    ]
+    assert render("cluster", {"enabled": False, "hosts": []}) == (
+        "no cluster (the daemon runs without --cluster-store)"
+    )
+
+
 def test_call_needs_an_object():
     with pytest.raises(ValueError):
         request("call", "status", "[1]")

@@ -176,7 +176,8 @@ class Firewall:
         (:meth:`reconcile`).  Each table is one commit, so the jumps into DOCKER are
         never missing, not even for an instant.
         """
-        with self._commit(*sorted({NAT, FILTER, *(rule.table for rule in plan.present)})):
+        more = sorted({rule.table for rule in plan.present} - {NAT, FILTER})  # raw, in a cluster
+        with self._commit(NAT, FILTER, *more):
             for rule in plan.absent:
                 self._delete_if_present(rule)
             for rule in plan.present:
