@@ -118,17 +118,14 @@ def start_times() -> tuple[list[float], list[float]]:
             plain.append(daemon.wait_ready())
         finally:
             daemon.stop()
-        ns = Namespace()
+        ns = Namespace()  # deleted by the daemon's stop
         etcd = Etcd(ns, "127.0.0.1")
+        daemon = Daemon(*cluster_flags(etcd, "127.0.0.1"), ns=ns)
         try:
-            daemon = Daemon(*cluster_flags(etcd, "127.0.0.1"), ns=ns)
-            try:
-                clustered.append(daemon.wait_ready())
-            finally:
-                daemon.stop()
+            clustered.append(daemon.wait_ready())
         finally:
+            daemon.stop()
             etcd.stop()
-            ns.delete()
     return plain, clustered
 
 
