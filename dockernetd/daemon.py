@@ -19,6 +19,7 @@ import functools
 import gc
 import logging
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
@@ -54,9 +55,12 @@ log = logging.getLogger("dockernetd")
 GC_THRESHOLD = 10_000
 SHUTDOWN_GRACE = 10.0
 STATUS_PERIOD = 5.0
-#: How often the firewall is asked whether another program changed it (one getsockopt
-#: per table): what another program removes of ours is back within this and a repair.
+#: How often the iptables firewall is asked whether another program changed it (one
+#: getsockopt per table): what another program removes of ours is back within this and a
+#: repair.  The nftables one is asked when nfnetlink announces a change, once the burst
+#: settles (every allocate_port is a change too: checked at most 20 times a second).
 FIREWALL_CHECK_PERIOD = 0.5
+FIREWALL_EVENT_SETTLE = 0.05
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -137,6 +141,7 @@ async def run(config: Config, argv: Sequence[str] = ()) -> None:
                 await restore(driver, state)
             listening = _listen(config)
             plugin_socket: BoundSocket | None = None
+            events: socket.socket | None = None  # nftables' change announcements
             try:
                 if config.docker_plugin:
                     # bound before anything is served: once the daemon answers, so does it
@@ -170,7 +175,11 @@ async def run(config: Config, argv: Sequence[str] = ()) -> None:
                     if notifier.enabled:
                         nursery.start_soon(_inform_systemd, notifier, service)
                     if driver is not None and config.iptables and config.firewall_self_heal:
-                        nursery.start_soon(keep_firewall, service)
+                        if config.firewall_backend == "nftables":
+                            from .kernel.nftables import open_ruleset_events  # loaded already
+
+                            events = open_ruleset_events()
+                        nursery.start_soon(keep_firewall, service, events)
                     async for signum in signals:
                         if signum == signal.SIGHUP:
                             _reload(config, argv)
@@ -181,6 +190,8 @@ async def run(config: Config, argv: Sequence[str] = ()) -> None:
                     await server.shutdown(SHUTDOWN_GRACE)
                     nursery.cancel_scope.cancel()
             finally:
+                if events is not None:
+                    events.close()
                 listening.close()
                 if plugin_socket is not None:
                     plugin_socket.close()
@@ -268,11 +279,20 @@ async def _inform_systemd(notifier: Notifier, service: Service) -> None:
         await trio.sleep(period)
 
 
-async def keep_firewall(service: Service) -> None:
-    """Self-healing, for as long as the daemon runs: a failed round (the xtables lock held
-    for too long, say) is logged and the next one tried; it never takes the daemon down."""
+async def keep_firewall(service: Service, events: socket.socket | None = None) -> None:
+    """Self-healing, for as long as the daemon runs: a round every FIREWALL_CHECK_PERIOD,
+    or after each burst of ``events`` (nftables' change announcements).  A failed round
+    (the xtables lock held for too long, say) is logged and the next one tried; it never
+    takes the daemon down."""
     while True:
-        await trio.sleep(FIREWALL_CHECK_PERIOD)
+        if events is None:
+            await trio.sleep(FIREWALL_CHECK_PERIOD)
+        else:
+            from .kernel.nftables import drain_events  # only with that backend
+
+            await trio.lowlevel.wait_readable(events)
+            await trio.sleep(FIREWALL_EVENT_SETTLE)
+            drain_events(events)
         try:
             await service.heal_firewall()
         except ApiError as exc:

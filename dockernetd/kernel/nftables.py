@@ -22,14 +22,16 @@ the rules that look the elements up are fixed (SKELETON), in this order:
 Every rule carries its own text as a comment (quotes as apostrophes): reading the
 table back gives each rule's identity, so a verify compares exactly.  A repair
 rebuilds the whole table in one transaction, so its order is always the one above.
-A change by anyone shows as a new ruleset generation (NFT_MSG_GETGEN), which the
-daemon asks for twice a second, as it asks iptables for its table sizes.
+A change by anyone shows as a new ruleset generation (NFT_MSG_GETGEN); the daemon asks
+for it when nfnetlink announces a committed change (open_ruleset_events), so another
+program's flush is noticed at once, and nothing is asked while nothing changes.
 
 Runs on the kernel thread, as the iptables firewall does.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -124,6 +126,7 @@ NFTA_RULE_CHAIN, NFTA_RULE_HANDLE, NFTA_RULE_USERDATA = 2, 3, 7
 NFTNL_UDATA_RULE_COMMENT = 0
 NLM_F_REQUEST, NLM_F_DUMP = 1, 0x300
 NLMSG_ERROR, NLMSG_DONE = 2, 3
+NFNLGRP_NFTABLES = 7  # the multicast group of every committed nftables change
 
 
 def describe(item: NftItem) -> str:
@@ -453,6 +456,33 @@ def nfnetlink(
             offset += (length + 3) & ~3
         if not dump:
             return answers
+
+
+def open_ruleset_events() -> socket.socket:
+    """A non-blocking netlink socket that becomes readable whenever anyone commits a change
+    to any nftables table of this namespace (nfnetlink's NFNLGRP_NFTABLES group).  Its
+    messages are only drained (drain_events): the ruleset generation says whose it was."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+    try:
+        sock.bind((0, 1 << (NFNLGRP_NFTABLES - 1)))
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def drain_events(sock: socket.socket) -> None:
+    """Read what is queued.  An overrun (ENOBUFS: more changes than the buffer held) says
+    no more than the messages would have: something changed."""
+    while True:
+        try:
+            sock.recv(1 << 16)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.ENOBUFS:
+                raise
 
 
 def table_exists(sock: socket.socket | None = None) -> bool:
