@@ -50,9 +50,10 @@ log = logging.getLogger("dockernetd")
 
 #: The collector's first threshold: allocations between young-generation collections.
 #: Python's 700 makes a 1,000-port range run ~70 collections, and with thousands of proxies
-#: alive the older generations' turns cost tens of ms each (a range: 120-180 ms at 700,
-#: 70-95 ms at 10,000). The daemon makes few cycles; they wait a little longer.
-GC_THRESHOLD = 10_000
+#: alive the older generations' turns cost tens of ms (a range: 115-170 ms at 700, 90-100
+#: ms at 3,000).  Higher saves little more and lets cyclic garbage pile up (10,000: RSS
+#: +24 MB after a second round of the load test, where 3,000 gives back 9 MB).
+GC_THRESHOLD = 3_000
 SHUTDOWN_GRACE = 10.0
 STATUS_PERIOD = 5.0
 #: How often the iptables firewall is asked whether another program changed it (one
