@@ -156,13 +156,17 @@ class ClusterMember:
     # -- running ----------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Keep the lease and follow the other hosts until cancelled; started once the
-        routes left by an earlier daemon are known."""
-        self._routes = await self._kernel.call(cluster_routes)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._keep_lease)
-            nursery.start_soon(self._follow_hosts)
-            task_status.started()
+        """Keep the lease and follow the other hosts until cancelled (then the etcd client
+        is closed); started once the routes left by an earlier daemon are known."""
+        try:
+            self._routes = await self._kernel.call(cluster_routes)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._keep_lease)
+                nursery.start_soon(self._follow_hosts)
+                task_status.started()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.close()
 
     async def close(self) -> None:
         await self._etcd.aclose()

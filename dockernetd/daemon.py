@@ -123,6 +123,7 @@ async def run(config: Config, argv: Sequence[str] = ()) -> None:
                 functools.partial(KernelContext, commit_times, config.firewall_backend)
             ) as kernel,
             trio.open_nursery() as proxies,
+            trio.open_nursery() as cluster_tasks,
         ):
             supervisor = ProxySupervisor(proxies)
             member = None
@@ -131,6 +132,9 @@ async def run(config: Config, argv: Sequence[str] = ()) -> None:
                 if member.lease is None:  # stopped while waiting for etcd
                     await member.close()
                     return
+                # kept alive from now on: the rest of a start (a restore, a loaded host)
+                # may take longer than the lease's TTL
+                await cluster_tasks.start(member.run)
                 config = dataclasses.replace(config, bip=member.bridge_address())
             if config.network_disabled:
                 log.info("networking disabled (-b none): init_networkdriver skipped")
@@ -153,8 +157,6 @@ async def run(config: Config, argv: Sequence[str] = ()) -> None:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(server.serve, listening.sock)
                     log.info("serving JSON-RPC on %s", listening.path)
-                    if member is not None:
-                        await nursery.start(member.run)
                     collector = None
                     if config.metrics_addr:
                         collector = await _serve_metrics(
@@ -198,10 +200,8 @@ async def run(config: Config, argv: Sequence[str] = ()) -> None:
                     plugin_socket.close()
                 if state:
                     state.close()
-                if member is not None:
-                    with trio.CancelScope(shield=True):
-                        await member.close()
             proxies.cancel_scope.cancel()  # every proxy closes its sockets
+            cluster_tasks.cancel_scope.cancel()  # the lease lives its TTL: a restart keeps it
 
 
 async def _join_cluster(
@@ -216,6 +216,16 @@ async def _join_cluster(
     from .cluster_member import ClusterMember
 
     member = ClusterMember(settings, kernel)
+    try:
+        await _acquire(member, notifier, signals)
+    except BaseException:  # a full pool (StartupError), or cancelled
+        with trio.CancelScope(shield=True):
+            await member.close()
+        raise
+    return member
+
+
+async def _acquire(member: ClusterMember, notifier: Notifier, signals: AsyncIterator[int]) -> None:
     async with trio.open_nursery() as nursery:
 
         async def acquire() -> None:
@@ -228,7 +238,6 @@ async def _join_cluster(
                 log.info("%s: shutting down", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
                 break
-    return member
 
 
 async def _serve_metrics(
