@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any
 
 from . import __version__
@@ -39,11 +39,13 @@ from .errors import (
 )
 from .netutil import parse_ipv4, parse_mac
 from .network import DEFAULT_NETWORK
-from .pools import MAX_SUBNET_SIZE
+from .pools import MAX_SUBNET_SIZE, MAX_SUBNET_V6_SIZE
 
 CONTAINER_ID = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$"}
 IPV4 = {"type": "string", "format": "ipv4"}
+IPV6 = {"type": "string", "format": "ipv6"}
 SUBNET = {"type": "string", "format": "ipv4-network"}
+SUBNET_V6 = {"type": "string", "format": "ipv6-network"}
 #: Docker's network names (no length limit there; 128 here, as container ids).
 NETWORK_NAME = {"type": "string", "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$"}
 #: A Linux interface name: 1-15 bytes (IFNAMSIZ 16 with the NUL).
@@ -62,6 +64,9 @@ NETWORK_PROPERTIES: dict[str, Any] = {
     "ip_masq": {"type": "boolean"},
     "mtu": {"type": "integer"},
     "host_binding_ip": IPV4,
+    "ipv6": {"type": "boolean"},
+    "subnet_v6": {"type": ["string", "null"]},
+    "gateway_v6": {"type": ["string", "null"]},
 }
 NETWORK_OBJECT = {"type": "object", "properties": NETWORK_PROPERTIES}
 PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
@@ -167,6 +172,18 @@ METHODS: tuple[Method, ...] = (
                 "MTU for the containers' interfaces (default: the daemon's)",
             ),
             Param("host_binding_ip", IPV4, "where ports are published by default (default: --ip)"),
+            Param(
+                "ipv6",
+                {"type": "boolean"},
+                "dual stack: containers get an IPv6 address too (implied by subnet_v6)",
+                default=False,
+            ),
+            Param(
+                "subnet_v6",
+                SUBNET_V6,
+                "e.g. fd00:1::/64 (default: the next free /64 of the machine's unique-local /48)",
+            ),
+            Param("gateway_v6", IPV6, "the bridge's IPv6 address (default: the subnet's first)"),
         ),
         NETWORK_OBJECT,
         (NetworkExists, PoolOverlap, NoFreeSubnet, Conflict, FirewallFailed, NetworkDisabled),
@@ -214,6 +231,11 @@ METHODS: tuple[Method, ...] = (
             _ID,
             Param("requested_ip", IPV4, "this address instead of the next free one"),
             Param(
+                "requested_ipv6",
+                IPV6,
+                "on a dual-stack network: this IPv6 address instead of the next free one",
+            ),
+            Param(
                 "requested_mac",
                 {"type": "string", "format": "mac"},
                 "this MAC instead of 02:42 + the IPv4 bytes",
@@ -243,6 +265,9 @@ METHODS: tuple[Method, ...] = (
                 "mac_address": {"type": "string"},
                 "bridge": {"type": "string"},
                 "mtu": {"type": "integer"},
+                "ipv6": IPV6,
+                "ipv6_prefix_len": {"type": "integer"},
+                "ipv6_gateway": IPV6,
             },
         },
         (
@@ -497,8 +522,10 @@ def _check(name: str, schema: dict[str, Any], value: Any) -> Any:
         fmt = schema.get("format")
         if fmt == "ipv4":
             return _ipv4(name, value)
-        if fmt == "ipv4-network":
-            return _ipv4_network(name, value)
+        if fmt in _SUBNETS:
+            return _subnet(name, value, fmt)
+        if fmt == "ipv6":
+            return _ipv6(name, value)
         if fmt == "mac":
             try:
                 return parse_mac(value)
@@ -534,14 +561,30 @@ def _ipv4(name: str, value: str) -> IPv4Address:
         raise _bad(name, f"{value[:140]!r} is not an IPv4 address") from None
 
 
-def _ipv4_network(name: str, value: str) -> IPv4Network:
-    """A subnet in CIDR form with no host bits, room for a gateway and a container."""
+def _ipv6(name: str, value: str) -> IPv6Address:
     try:
-        network = IPv4Network(value)
+        return IPv6Address(value)
     except ValueError:
-        raise _bad(name, f"{value[:140]!r} is not an IPv4 subnet such as 172.20.0.0/16") from None
-    if network.prefixlen > MAX_SUBNET_SIZE:
-        raise _bad(name, f"{value} is too small: at most /{MAX_SUBNET_SIZE}")
+        raise _bad(name, f"{value[:140]!r} is not an IPv6 address") from None
+
+
+#: Each subnet format: its type, the family's name, an example, the longest prefix allowed
+#: (room for a gateway and containers).
+_SUBNETS: dict[str, tuple[type[IPv4Network] | type[IPv6Network], str, str, int]] = {
+    "ipv4-network": (IPv4Network, "IPv4", "172.20.0.0/16", MAX_SUBNET_SIZE),
+    "ipv6-network": (IPv6Network, "IPv6", "fd00:1::/64", MAX_SUBNET_V6_SIZE),
+}
+
+
+def _subnet(name: str, value: str, fmt: str) -> IPv4Network | IPv6Network:
+    """A subnet in CIDR form with no host bits, room for a gateway and a container."""
+    kind, family, example, longest = _SUBNETS[fmt]
+    try:
+        network = kind(value)
+    except ValueError:
+        raise _bad(name, f"{value[:140]!r} is not an {family} subnet such as {example}") from None
+    if network.prefixlen > longest:
+        raise _bad(name, f"{value} is too small: at most /{longest}")
     return network
 
 

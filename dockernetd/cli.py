@@ -42,6 +42,8 @@ FILE_KEYS: dict[str, tuple[str, type]] = {
     "firewall-backend": ("firewall_backend", str),
     "docker-plugin-socket": ("docker_plugin_socket", str),
     "default-address-pools": ("default_address_pools", list),
+    "ipv6": ("ipv6", bool),
+    "fixed-cidr-v6": ("fixed_cidr_v6", str),
     "cluster-store": ("cluster_store", str),
     "cluster-advertise": ("cluster_advertise", str),
     "cluster-network": ("cluster_network", str),
@@ -139,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON file with Docker daemon.json keys: bridge, bip, fixed-cidr, iptables, "
         "ip-forward, ip-masq, icc, ip, mtu, log-level, metrics-addr, default-address-pools, "
         "allow-direct-routing, firewall-self-heal, firewall-backend, docker-plugin, "
-        "docker-plugin-socket, cluster-store, cluster-advertise, cluster-network, "
-        "cluster-subnet-size, cluster-store-opts; "
+        "docker-plugin-socket, ipv6, fixed-cidr-v6, cluster-store, cluster-advertise, "
+        "cluster-network, cluster-subnet-size, cluster-store-opts; "
         "a key may not also be "
         "given as a flag; SIGHUP re-reads it and applies log-level",
     )
@@ -194,6 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="base=CIDR,size=N",
         help="where networks created without a subnet get one, e.g. base=10.10.0.0/16,size=24; "
         "repeatable, replaces the defaults (172.17-31.0.0/16 as /16s, 192.168.0.0/16 as /20s)",
+    )
+    flag_bool(
+        "--ipv6",
+        "give the default network an IPv6 subnet too (--fixed-cidr-v6, or a unique-local /64 "
+        "derived from the machine id): containers get both families (default: false)",
+    )
+    p.add_argument(
+        "--fixed-cidr-v6",
+        dest="fixed_cidr_v6",
+        metavar="CIDR",
+        help="the default network's IPv6 subnet, e.g. 2001:db8:1::/64 (needs --ipv6)",
     )
     p.add_argument(
         "--cluster-store",

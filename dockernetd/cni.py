@@ -162,16 +162,26 @@ def result(version: str, iface: dict[str, Any]) -> dict[str, Any]:
         "gateway": iface["gateway"],
         "interface": 1,
     }
+    ips, routes = [ip], [{"dst": "0.0.0.0/0", "gw": iface["gateway"]}]
+    if "ipv6" in iface:  # a dual-stack network
+        ips.append(
+            {
+                "address": f"{iface['ipv6']}/{iface['ipv6_prefix_len']}",
+                "gateway": iface["ipv6_gateway"],
+                "interface": 1,
+            }
+        )
+        routes.append({"dst": "::/0", "gw": iface["ipv6_gateway"]})
     if _release(version) < (1, 0, 0):
-        ip = {"version": "4", **ip}
+        ips = [{"version": "6" if ":" in i["address"] else "4", **i} for i in ips]
     return {
         "cniVersion": version,
         "interfaces": [
             {"name": iface["host_veth"]},
             {"name": iface["ifname"], "mac": iface["mac_address"], "sandbox": iface["netns"]},
         ],
-        "ips": [ip],
-        "routes": [{"dst": "0.0.0.0/0", "gw": iface["gateway"]}],
+        "ips": ips,
+        "routes": routes,
         "dns": {},
     }
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Network
 from typing import Any
 
 from .client import DEFAULT_SOCKET
 from .cluster import DEFAULT_SUBNET_SIZE, ClusterSettings, parse_store, parse_store_options
 from .errors import ConfigError
 from .netutil import parse_cidr, parse_host_port, parse_ipv4
-from .pools import DEFAULT_POOLS, AddressPool
+from .pools import DEFAULT_POOLS, MAX_SUBNET_V6_SIZE, AddressPool
 
 DEFAULT_BRIDGE = "docker0"
 DEFAULT_STATE_DIR = "/run/dockernetd"
@@ -53,6 +53,8 @@ class Config:
     firewall_backend: str = "iptables"  # or "nftables" (Docker 29's flag)
     docker_plugin_socket: str = DEFAULT_DOCKER_PLUGIN_SOCKET
     default_address_pools: tuple[AddressPool, ...] = ()  # () means Docker's defaults
+    ipv6: bool = False  # the default network is dual-stack (Docker 1.5's --ipv6)
+    fixed_cidr_v6: str = ""  # its IPv6 subnet (default: a unique-local /64)
     cluster_store: str = ""  # etcd://HOST:PORT[,HOST:PORT…] (Docker 1.9's flag)
     cluster_advertise: str = ""
     cluster_network: str = ""
@@ -68,6 +70,10 @@ class Config:
     @cached_property
     def fixed_subnet(self) -> IPv4Network | None:
         return parse_cidr(self.fixed_cidr).network if self.fixed_cidr else None
+
+    @cached_property
+    def fixed_subnet_v6(self) -> IPv6Network | None:
+        return IPv6Network(self.fixed_cidr_v6, strict=False) if self.fixed_cidr_v6 else None
 
     @cached_property
     def binding_ip(self) -> IPv4Address:
@@ -138,6 +144,8 @@ class Config:
             "default-address-pools": [  # [] means Docker's defaults
                 {"base": str(pool.base), "size": pool.size} for pool in self.default_address_pools
             ],
+            "ipv6": self.ipv6,
+            "fixed-cidr-v6": self.fixed_cidr_v6,
             "cluster-store": self.cluster_store,
             "cluster-advertise": self.cluster_advertise,
             "cluster-network": self.cluster_network,
@@ -188,6 +196,20 @@ def validate(config: Config) -> Config:
         )
     if config.docker_plugin and config.network_disabled:
         raise ConfigError("--docker-plugin serves networks: it cannot be used with -b none")
+    if config.fixed_cidr_v6:
+        try:
+            subnet = IPv6Network(config.fixed_cidr_v6, strict=False)
+        except ValueError:
+            raise ConfigError(f"invalid fixed-cidr-v6: {config.fixed_cidr_v6}") from None
+        if not config.ipv6:
+            raise ConfigError(
+                "--fixed-cidr-v6 is the default network's IPv6 subnet: it needs --ipv6"
+            )
+        if subnet.prefixlen > MAX_SUBNET_V6_SIZE:
+            raise ConfigError(
+                f"invalid fixed-cidr-v6: {config.fixed_cidr_v6} is too small: at most "
+                f"/{MAX_SUBNET_V6_SIZE}"
+            )
     _validate_cluster(config)
     if config.log_level not in LOG_LEVELS:
         raise ConfigError(

@@ -15,7 +15,7 @@ import hashlib
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from ipaddress import IPv4Interface, IPv4Network
+from ipaddress import IPv4Interface, IPv4Network, IPv6Interface
 
 from .config import Config
 from .errors import Conflict, FirewallFailed, StartupError
@@ -30,6 +30,7 @@ from .links import Links
 from .netutil import choose_bridge_address, nameservers
 from .network import DEFAULT_NETWORK, Endpoint, Network, NetworkSpec
 from .networks import Networks
+from .pools import read_machine_id, ula_base
 from .portmapper import PortMapper
 from .proxy import ProxySupervisor
 from .rules import (
@@ -91,6 +92,8 @@ async def init_networkdriver(
             address = await _bridge_address(config, kernel)
             mtu = config.mtu or await _default_mtu(kernel)
             spec = default_spec(config, address, mtu)
+            if spec.gateway_v6 is not None:
+                await _setup_ipv6(kernel, spec)
             if config.iptables:
                 plan = boot_plan(spec)
                 try:
@@ -127,8 +130,15 @@ async def init_networkdriver(
 
 
 def default_spec(config: Config, address: IPv4Interface, mtu: int) -> NetworkSpec:
-    """The flags' network, ``bridge``; its id is stable across restarts."""
+    """The flags' network, ``bridge``; its id is stable across restarts.  With --ipv6 its
+    IPv6 subnet is --fixed-cidr-v6, or the first /64 of the machine's unique-local /48."""
     digest = hashlib.sha256(f"dockernetd:{DEFAULT_NETWORK}:{config.bridge_name}".encode())
+    gateway_v6 = None
+    if config.ipv6:
+        subnet_v6 = config.fixed_subnet_v6 or next(
+            ula_base(read_machine_id()).subnets(new_prefix=64)
+        )
+        gateway_v6 = IPv6Interface((subnet_v6.network_address + 1, subnet_v6.prefixlen))
     return NetworkSpec(
         name=DEFAULT_NETWORK,
         id=digest.hexdigest(),
@@ -140,8 +150,16 @@ def default_spec(config: Config, address: IPv4Interface, mtu: int) -> NetworkSpe
         ip_masq=config.ip_masq,
         mtu=mtu,
         host_binding_ip=config.binding_ip,
+        gateway_v6=gateway_v6,
         cluster_pool=config.cluster.pool if config.cluster else None,
     )
+
+
+async def _setup_ipv6(kernel: KernelWorker, spec: NetworkSpec) -> None:
+    """A dual-stack network's bridge addresses.  IPv6 forwarding stays as it is until the
+    firewall has its IPv6 half: routed, IPv6 would pass the isolation between networks."""
+    assert spec.gateway_v6 is not None
+    await kernel.call(bridges.ensure_ipv6, spec.bridge, spec.gateway_v6)
 
 
 async def setup_network(driver: Driver, spec: NetworkSpec) -> None:
@@ -152,6 +170,12 @@ async def setup_network(driver: Driver, spec: NetworkSpec) -> None:
         raise Conflict(
             f"a network interface named {spec.bridge} exists already", bridge=spec.bridge
         ) from None
+    if spec.gateway_v6 is not None:
+        try:
+            await _setup_ipv6(driver.kernel, spec)
+        except OSError:
+            await driver.kernel.call(bridges.delete_bridge, spec.bridge)
+            raise
     if not driver.config.iptables:
         return
     specs = [network.spec for network in driver.networks]
@@ -205,6 +229,8 @@ async def plumb_endpoint(driver: Driver, network: Network, endpoint: Endpoint) -
         mtu=spec.mtu,
         address=network.address_of(endpoint),
         gateway=spec.gateway.ip,
+        address_v6=network.address_v6_of(endpoint),
+        gateway_v6=spec.gateway_v6.ip if spec.gateway_v6 else None,
     )
     await driver.kernel.call(plumbing.plumb, plan)
 
@@ -246,6 +272,8 @@ async def delete_veth(driver: Driver, host_veth: str) -> bool:
 async def restore_network(driver: Driver, spec: NetworkSpec) -> None:
     """A recorded network's bridge as it was (its rules are reconciled with all the others)."""
     await driver.kernel.call(bridges.ensure_bridge, spec.bridge, spec.gateway)
+    if spec.gateway_v6 is not None:
+        await _setup_ipv6(driver.kernel, spec)
 
 
 def _isolation_change(

@@ -158,10 +158,10 @@ class NoFreeSubnet(ApiError):
     code = 1015
     name = "no_free_subnet"
 
-    def __init__(self) -> None:
+    def __init__(self, family: str = "IPv4") -> None:
         super().__init__(
-            "could not find an available, non-overlapping IPv4 address pool among the defaults "
-            "to assign to the network"
+            f"could not find an available, non-overlapping {family} address pool among the "
+            "defaults to assign to the network"
         )
 
 

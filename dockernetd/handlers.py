@@ -15,6 +15,7 @@ containers run concurrently; network_create and network_delete one at a time.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import secrets
@@ -22,7 +23,14 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -67,7 +75,7 @@ from .network import (
     PortMapping,
 )
 from .networks import Networks
-from .pools import choose_subnet
+from .pools import choose_subnet, choose_subnet_v6, read_machine_id, ula_base
 from .state import (
     Joined,
     Left,
@@ -196,6 +204,9 @@ class Service:
         ip_masq: bool,
         mtu: int | None,
         host_binding_ip: IPv4Address | None,
+        ipv6: bool = False,
+        subnet_v6: IPv6Network | None = None,
+        gateway_v6: IPv6Address | None = None,
         id: str | None = None,
     ) -> dict[str, Any]:
         """A new network; its id is ``id`` when a runtime names it (Docker's NetworkID)."""
@@ -220,6 +231,7 @@ class Service:
                 subnet = await self.free_subnet(f"network {name}")
             elif (other := networks.overlapping(subnet)) is not None:
                 raise PoolOverlap(str(subnet), other.name)
+            gateway6 = self._ipv6_gateway(ipv6, subnet_v6, gateway_v6)
             spec = NetworkSpec(
                 name=name,
                 id=network_id,
@@ -231,6 +243,7 @@ class Service:
                 ip_masq=ip_masq,
                 mtu=mtu or driver.mtu,
                 host_binding_ip=host_binding_ip or self.config.binding_ip,
+                gateway_v6=gateway6,
             )
             try:
                 network = Network(spec)
@@ -244,6 +257,30 @@ class Service:
             await self._record_or_undo([NetworkCreated(spec)], self._forget_network(network))
             log.info("network %s: bridge %s, subnet %s", name, device, subnet)
             return spec.public()
+
+    def _ipv6_gateway(
+        self, ipv6: bool, subnet: IPv6Network | None, gateway: IPv6Address | None
+    ) -> IPv6Interface | None:
+        """A new network's bridge IPv6 address: in ``subnet``, or in the first /64 of the
+        machine's unique-local /48 that no network has; None for an IPv4-only network."""
+        if gateway is not None and subnet is None:
+            raise InvalidParams("Bad parameter: gateway_v6 needs subnet_v6", param="gateway_v6")
+        if not ipv6 and subnet is None:
+            return None
+        in_use = [n.spec.subnet_v6 for n in self.networks if n.spec.subnet_v6 is not None]
+        if subnet is None:
+            subnet = choose_subnet_v6(ula_base(read_machine_id()), in_use)
+            if subnet is None:
+                raise NoFreeSubnet("IPv6")
+        elif other := next((n for n in self.networks if _overlaps_v6(n, subnet)), None):
+            raise PoolOverlap(str(subnet), other.name)
+        address = gateway or subnet.network_address + 1
+        if address not in subnet or address == subnet.network_address:
+            raise InvalidParams(
+                f"Bad parameter: gateway_v6 {address} is not a host address of subnet_v6 {subnet}",
+                param="gateway_v6",
+            )
+        return IPv6Interface((address, subnet.prefixlen))
 
     async def free_subnet(
         self, purpose: str, held: list[tuple[IPv4Network, str]] | None = None
@@ -300,13 +337,16 @@ class Service:
         self,
         id: str,
         requested_ip: IPv4Address | None,
+        requested_ipv6: IPv6Address | None,
         requested_mac: str | None,
         network: str,
         netns: str | None,
         ifname: str,
     ) -> dict[str, Any]:
         attachment = Attachment.named(netns, ifname, network, id) if netns else None
-        return await self.attach(id, network, attachment, requested_ip, requested_mac)
+        return await self.attach(
+            id, network, attachment, requested_ip, requested_mac, requested_ipv6
+        )
 
     async def attach(
         self,
@@ -315,6 +355,7 @@ class Service:
         attachment: Attachment | None,
         requested_ip: IPv4Address | None = None,
         requested_mac: str | None = None,
+        requested_ipv6: IPv6Address | None = None,
     ) -> dict[str, Any]:
         """The container's endpoint on ``network``, wired in as ``attachment`` says (not at
         all when it is None); the same call again answers the same."""
@@ -324,7 +365,9 @@ class Service:
             held = net.endpoints.get(id)
             if held is not None and attachment is not None and held.attachment != attachment:
                 raise Conflict(f"container {id} is attached elsewhere on network {net.name}", id=id)
-            endpoint, new = driver.networks.join(net, id, requested_ip, requested_mac)
+            endpoint, new = driver.networks.join(
+                net, id, requested_ip, requested_mac, requested_ipv6
+            )
             if new:
                 endpoint.attachment = attachment
                 await self._wire(driver, net, endpoint)
@@ -332,8 +375,7 @@ class Service:
                 async def undo() -> None:
                     await self._unwire(driver, net, endpoint)
 
-                record = Joined(net.name, id, endpoint.ip, endpoint.mac_address, attachment)
-                await self._record_or_undo([record], undo)
+                await self._record_or_undo([Joined.of(endpoint)], undo)
             return _described(net, endpoint)
 
     async def hand_over(self, id: str, network: str) -> Attachment:
@@ -358,8 +400,7 @@ class Service:
             async def undo() -> None:
                 await self._unplumb(driver, endpoint)
 
-            record = Joined(net.name, id, endpoint.ip, endpoint.mac_address, attachment)
-            await self._record_or_undo([record], undo)
+            await self._record_or_undo([Joined.of(endpoint)], undo)
             return attachment
 
     async def take_back(self, id: str, network: str) -> None:
@@ -371,7 +412,7 @@ class Service:
             endpoint = net.endpoint(id, releasing=True)
             if endpoint.attachment is None:
                 return
-            self._record([Joined(net.name, id, endpoint.ip, endpoint.mac_address)])
+            self._record([dataclasses.replace(Joined.of(endpoint), attachment=None)])
             await self._unplumb(driver, endpoint, wait=False)
 
     async def _unplumb(self, driver: Driver, endpoint: Endpoint, *, wait: bool = True) -> None:
@@ -652,6 +693,11 @@ class Service:
     async def cluster(self) -> dict[str, Any]:
         member = self.cluster_member
         return {"enabled": member is not None, "hosts": member.host_list() if member else []}
+
+
+def _overlaps_v6(network: Network, subnet: IPv6Network) -> bool:
+    held = network.spec.subnet_v6
+    return held is not None and held.overlaps(subnet)
 
 
 def _gateway(subnet: IPv4Network, gateway: IPv4Address | None) -> IPv4Interface:

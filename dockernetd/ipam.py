@@ -19,7 +19,7 @@ from the start and can never be released, so no container is given it.
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface
 
 from .bitmap import Bitmap
 from .errors import IpAlreadyAllocated, IpOutOfRange, NoAvailableIps
@@ -91,3 +91,50 @@ class IpAllocator:
 
     def _in_range(self, value: int) -> bool:
         return self.begin <= value <= self.end
+
+
+class Ip6Allocator:
+    """Addresses of an IPv6 subnet, in the same order as IPv4's: after the last one
+    handed out, wrapping at the end.  A /64 holds 2**64 addresses, so the taken ones are a
+    set, not a bitmap.  The subnet's first address (the subnet-router anycast) and the
+    gateway are never handed out; IPv6 has no broadcast, so the last address is."""
+
+    def __init__(self, gateway: IPv6Interface) -> None:
+        network = gateway.network
+        self.gateway = gateway.ip
+        self.begin = int(network.network_address) + 1
+        self.end = int(network.broadcast_address)
+        self._taken = {int(self.gateway)}
+        self._last = self.begin - 1
+
+    @property
+    def capacity(self) -> int:
+        return self.end - self.begin  # every address but the anycast one and the gateway
+
+    def request(self, ip: IPv6Address | None = None) -> IPv6Address:
+        """Allocate ``ip``, or the next free address when ``ip`` is None."""
+        if ip is not None:
+            value = int(ip)
+            if value in self._taken:
+                raise IpAlreadyAllocated(str(ip))
+            if not self.begin <= value <= self.end:
+                raise IpOutOfRange(str(ip))
+        else:
+            if len(self._taken) > self.end - self.begin:
+                raise NoAvailableIps()
+            value = self._last
+            while True:  # at most as many steps as addresses are taken
+                value = value + 1 if value < self.end else self.begin
+                if value not in self._taken:
+                    break
+        self._taken.add(value)
+        self._last = value
+        return IPv6Address(value)
+
+    def release(self, ip: IPv6Address) -> None:
+        """Free ``ip``; unknown addresses and the gateway are ignored."""
+        if ip != self.gateway:
+            self._taken.discard(int(ip))
+
+    def __contains__(self, ip: IPv6Address) -> bool:
+        return int(ip) in self._taken

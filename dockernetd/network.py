@@ -15,11 +15,18 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
 from typing import Any
 
-from .errors import Conflict, UnknownContainer
-from .ipam import IpAllocator
+from .errors import ApiError, Conflict, InvalidParams, UnknownContainer
+from .ipam import Ip6Allocator, IpAllocator
 from .netutil import mac_for_ip
 
 DEFAULT_NETWORK = "bridge"
@@ -91,6 +98,8 @@ class NetworkSpec:
     ip_masq: bool
     mtu: int
     host_binding_ip: IPv4Address  # where ports are published when no host_ip is given
+    # The bridge's IPv6 address with its subnet's prefix, on a dual-stack network.
+    gateway_v6: IPv6Interface | None = None
     # The cluster's pool, when this subnet is leased from it (the default network with
     # --cluster-store): traffic to the pool keeps its source, and from it reaches
     # containers at their addresses (the other hosts' containers).
@@ -101,11 +110,16 @@ class NetworkSpec:
         return self.gateway.network
 
     @property
+    def subnet_v6(self) -> IPv6Network | None:
+        return self.gateway_v6.network if self.gateway_v6 else None
+
+    @property
     def is_default(self) -> bool:
         return self.name == DEFAULT_NETWORK
 
     def public(self) -> dict[str, Any]:
-        return {
+        """The network as the API shows it; the IPv6 fields only on a dual-stack one."""
+        shown = {
             "name": self.name,
             "id": self.id,
             "bridge": self.bridge,
@@ -118,6 +132,11 @@ class NetworkSpec:
             "mtu": self.mtu,
             "host_binding_ip": str(self.host_binding_ip),
         }
+        if self.gateway_v6 is not None:
+            shown["ipv6"] = True
+            shown["subnet_v6"] = str(self.gateway_v6.network)
+            shown["gateway_v6"] = str(self.gateway_v6.ip)
+        return shown
 
 
 @dataclass(frozen=True)
@@ -165,6 +184,7 @@ class Endpoint:
     mac_address: str
     ports: list[PortMapping] = field(default_factory=list)
     attachment: Attachment | None = None
+    ipv6: IPv6Address | None = None  # on a dual-stack network
 
 
 class Network:
@@ -176,6 +196,7 @@ class Network:
     def __init__(self, spec: NetworkSpec) -> None:
         self.spec = spec
         self.ips = IpAllocator(spec.gateway, spec.ip_range)
+        self.ips_v6 = Ip6Allocator(spec.gateway_v6) if spec.gateway_v6 else None
         self.endpoints: dict[str, Endpoint] = {}  # by container id, oldest first
         self.reserved: set[IPv4Address] = set()  # held for endpoints still to come
 
@@ -188,18 +209,33 @@ class Network:
         container_id: str,
         requested_ip: IPv4Address | None = None,
         requested_mac: str | None = None,
+        requested_ipv6: IPv6Address | None = None,
     ) -> tuple[Endpoint, bool]:
-        """The container's endpoint, and whether it is new; the same request again is a no-op."""
+        """The container's endpoint, and whether it is new; the same request again is a no-op.
+        On a dual-stack network it has an IPv6 address too (``requested_ipv6``, or the next)."""
         held = self.endpoints.get(container_id)
         if held is not None:
-            _check_same_request(held, requested_ip, requested_mac)
+            _check_same_request(held, requested_ip, requested_mac, requested_ipv6)
             return held, False
-        if requested_ip is not None and requested_ip in self.reserved:
-            self.reserved.remove(requested_ip)
-            ip = requested_ip
-        else:
-            ip = self.ips.request(requested_ip)
+        if requested_ipv6 is not None and self.ips_v6 is None:
+            raise InvalidParams(
+                f"network {self.name} has no IPv6 subnet: requested_ipv6 {requested_ipv6} "
+                "cannot be given",
+                param="requested_ipv6",
+            )
+        ipv6 = self.ips_v6.request(requested_ipv6) if self.ips_v6 else None
+        try:
+            if requested_ip is not None and requested_ip in self.reserved:
+                self.reserved.remove(requested_ip)
+                ip = requested_ip
+            else:
+                ip = self.ips.request(requested_ip)
+        except ApiError:  # no IPv4 address: the IPv6 one goes back
+            if self.ips_v6 is not None and ipv6 is not None:
+                self.ips_v6.release(ipv6)
+            raise
         endpoint = Endpoint(container_id, self.name, ip, requested_mac or mac_for_ip(ip))
+        endpoint.ipv6 = ipv6
         self.endpoints[container_id] = endpoint
         return endpoint, True
 
@@ -228,16 +264,24 @@ class Network:
         endpoint = self.endpoint(container_id, releasing=True)
         del self.endpoints[container_id]
         self.ips.release(endpoint.ip)
+        if self.ips_v6 is not None and endpoint.ipv6 is not None:
+            self.ips_v6.release(endpoint.ipv6)
         return endpoint
 
     def address_of(self, endpoint: Endpoint) -> IPv4Interface:
         """The endpoint's address with the subnet's prefix, as its interface holds it."""
         return IPv4Interface((endpoint.ip, self.spec.subnet.prefixlen))
 
+    def address_v6_of(self, endpoint: Endpoint) -> IPv6Interface | None:
+        subnet = self.spec.subnet_v6
+        if endpoint.ipv6 is None or subnet is None:
+            return None
+        return IPv6Interface((endpoint.ipv6, subnet.prefixlen))
+
     def describe(self, endpoint: Endpoint) -> dict[str, Any]:
         """allocate_interface's answer: what a runtime needs to wire the container in."""
         spec = self.spec
-        return {
+        described: dict[str, Any] = {
             "id": endpoint.container_id,
             "ip": str(endpoint.ip),
             "prefix_len": spec.subnet.prefixlen,
@@ -247,19 +291,33 @@ class Network:
             "bridge": spec.bridge,
             "mtu": spec.mtu,
         }
+        if endpoint.ipv6 is not None and spec.gateway_v6 is not None:
+            described["ipv6"] = str(endpoint.ipv6)
+            described["ipv6_prefix_len"] = spec.gateway_v6.network.prefixlen
+            described["ipv6_gateway"] = str(spec.gateway_v6.ip)
+        return described
 
     def port_mapping_count(self) -> int:
         return sum(len(endpoint.ports) for endpoint in self.endpoints.values())
 
 
 def _check_same_request(
-    held: Endpoint, requested_ip: IPv4Address | None, requested_mac: str | None
+    held: Endpoint,
+    requested_ip: IPv4Address | None,
+    requested_mac: str | None,
+    requested_ipv6: IPv6Address | None,
 ) -> None:
     if requested_ip is not None and requested_ip != held.ip:
         raise Conflict(
             f"container {held.container_id} already has ip {held.ip}, not {requested_ip}",
             id=held.container_id,
             ip=str(held.ip),
+        )
+    if requested_ipv6 is not None and requested_ipv6 != held.ipv6:
+        raise Conflict(
+            f"container {held.container_id} already has ipv6 {held.ipv6}, not {requested_ipv6}",
+            id=held.container_id,
+            ipv6=str(held.ipv6),
         )
     if requested_mac is not None and requested_mac != held.mac_address:
         raise Conflict(

@@ -9,7 +9,7 @@ Pure, like :mod:`network`.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address
 
 from .errors import UnknownContainer, UnknownNetwork
 from .netutil import overlaps
@@ -56,9 +56,10 @@ class Networks:
         container_id: str,
         requested_ip: IPv4Address | None = None,
         requested_mac: str | None = None,
+        requested_ipv6: IPv6Address | None = None,
     ) -> tuple[Endpoint, bool]:
         """The container's endpoint on ``network`` and whether it is new (Network.join)."""
-        endpoint, new = network.join(container_id, requested_ip, requested_mac)
+        endpoint, new = network.join(container_id, requested_ip, requested_mac, requested_ipv6)
         if new:
             self._joined.setdefault(container_id, []).append(network)
         return endpoint, new

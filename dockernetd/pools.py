@@ -11,13 +11,17 @@ base=CIDR,size=N`` (repeatable) or the ``daemon.json`` key
 from __future__ import annotations
 
 import bisect
+import hashlib
+import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, IPv6Network
 
 #: Smallest subnet worth a network: a gateway and two containers (Docker 1.4's allocator
 #: never hands out first + 1 or the broadcast address).
 MAX_SUBNET_SIZE = 29
+#: The same for IPv6: the gateway and a handful of containers.
+MAX_SUBNET_V6_SIZE = 124
 
 
 @dataclass(frozen=True)
@@ -108,3 +112,31 @@ def choose_subnet(
             skipped.append(f"{subnet}{f' (+{more} more)' if more else ''} overlaps {what}")
             start = -(-past // step) * step  # the next subnet boundary at or after past
     return None, skipped
+
+
+#: Where the machine's id is (systemd's); a host without one uses its name.
+MACHINE_ID = "/etc/machine-id"
+
+
+def ula_base(machine_id: str) -> IPv6Network:
+    """The machine's unique-local /48 (RFC 4193): fd00::/8 and 40 bits of the SHA-256 of
+    its id, as Docker 27 derives its default IPv6 pool from the engine's id."""
+    digest = hashlib.sha256(machine_id.encode()).digest()
+    return IPv6Network((int.from_bytes(b"\xfd" + digest[:5], "big") << 80, 48))
+
+
+def read_machine_id(path: str = MACHINE_ID) -> str:
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read().strip() or socket.gethostname()
+    except OSError:
+        return socket.gethostname()
+
+
+def choose_subnet_v6(base: IPv6Network, in_use: Iterable[IPv6Network]) -> IPv6Network | None:
+    """The first /64 of ``base`` that overlaps no subnet of ``in_use``."""
+    used = [network for network in in_use if network.overlaps(base)]
+    for subnet in base.subnets(new_prefix=64):
+        if not any(subnet.overlaps(network) for network in used):
+            return subnet
+    return None

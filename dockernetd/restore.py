@@ -99,8 +99,10 @@ def _rejoin(driver: Driver, joined: Joined) -> bool:
         described += f" on network {joined.network}"
     try:
         network = driver.networks.get(joined.network)
+        # a network whose IPv6 was turned off since keeps the endpoint, IPv4 only
+        ipv6 = joined.ipv6 if network.ips_v6 is not None else None
         endpoint, _ = driver.networks.join(
-            network, joined.container_id, joined.ip, joined.mac_address
+            network, joined.container_id, joined.ip, joined.mac_address, ipv6
         )
         endpoint.attachment = joined.attachment  # its veth outlives the daemon
     except ApiError as exc:

@@ -23,11 +23,19 @@ import logging
 import os
 import zlib
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Interface
 from typing import Any
 
 from .netutil import parse_cidr, parse_ipv4, parse_mac
-from .network import DEFAULT_NETWORK, Attachment, HostPort, Link, NetworkSpec, PortMapping
+from .network import (
+    DEFAULT_NETWORK,
+    Attachment,
+    Endpoint,
+    HostPort,
+    Link,
+    NetworkSpec,
+    PortMapping,
+)
 
 log = logging.getLogger("dockernetd.state")
 
@@ -55,6 +63,18 @@ class Joined:
     ip: IPv4Address
     mac_address: str
     attachment: Attachment | None = None
+    ipv6: IPv6Address | None = None
+
+    @staticmethod
+    def of(endpoint: Endpoint) -> Joined:
+        return Joined(
+            endpoint.network,
+            endpoint.container_id,
+            endpoint.ip,
+            endpoint.mac_address,
+            endpoint.attachment,
+            endpoint.ipv6,
+        )
 
 
 @dataclass(frozen=True)
@@ -101,10 +121,13 @@ def to_json(record: Record) -> dict[str, Any]:
     """A record as the line's JSON object (``t`` says which)."""
     match record:
         case NetworkCreated(spec):
-            return {"t": "net", **spec.public(), "gateway": str(spec.gateway)}
+            created = {"t": "net", **spec.public(), "gateway": str(spec.gateway)}
+            if spec.gateway_v6 is not None:  # with its prefix, as the IPv4 gateway
+                created["gateway_v6"] = str(spec.gateway_v6)
+            return created
         case NetworkDeleted(name):
             return {"t": "netdel", "name": name}
-        case Joined(network, container, ip, mac, attachment):
+        case Joined(network, container, ip, mac, attachment, ipv6):
             joined: dict[str, Any] = {
                 "t": "iface",
                 "network": network,
@@ -112,6 +135,8 @@ def to_json(record: Record) -> dict[str, Any]:
                 "ip": str(ip),
                 "mac": mac,
             }
+            if ipv6 is not None:
+                joined["ipv6"] = str(ipv6)
             if attachment is not None:
                 joined.update(
                     netns=attachment.netns, ifname=attachment.ifname, veth=attachment.host_veth
@@ -149,6 +174,7 @@ def from_json(obj: dict[str, Any]) -> Record:
                 ip_masq=_flag(obj["ip_masq"]),
                 mtu=_number(obj["mtu"]),
                 host_binding_ip=parse_ipv4(_text(obj["host_binding_ip"])),
+                gateway_v6=IPv6Interface(_text(obj["gateway_v6"])) if obj.get("ipv6") else None,
             )
         )
     if kind == "netdel":
@@ -159,7 +185,8 @@ def from_json(obj: dict[str, Any]) -> Record:
         if "netns" in obj:
             netns = None if obj["netns"] is None else _text(obj["netns"])
             attachment = Attachment(netns, _text(obj["ifname"]), _text(obj["veth"]))
-        return Joined(network, _text(obj["id"]), ip, mac, attachment)
+        ipv6 = IPv6Address(_text(obj["ipv6"])) if "ipv6" in obj else None
+        return Joined(network, _text(obj["id"]), ip, mac, attachment, ipv6)
     if kind == "release":
         return Left(network, _text(obj["id"]))
     if kind in ("port", "unport"):

@@ -196,11 +196,19 @@ def attach_container(
     container.ip("link", "set", name, "up")
     if route:
         container.ip("route", "add", "default", "via", iface["gateway"])
+    if "ipv6" in iface:  # a dual-stack network's second address, as a runtime adds it
+        address = f"{iface['ipv6']}/{iface['ipv6_prefix_len']}"
+        container.ip("-6", "addr", "add", address, "dev", name, "nodad")
+        if route:
+            container.ip("-6", "route", "add", "default", "via", iface["ipv6_gateway"])
     return veth
 
 
-def start_echo_server(ns: Netns, proto: str, port: int, tag: str) -> subprocess.Popen[str]:
-    """A TCP/UDP server in ``ns`` answering ``tag:client-ip:message``; the caller stops it."""
+def start_echo_server(
+    ns: Netns, proto: str, port: int, tag: str, *, ipv6: bool = False
+) -> subprocess.Popen[str]:
+    """A TCP/UDP server in ``ns`` answering ``tag:client-ip:message`` (on [::] with
+    ``ipv6``); the caller stops it."""
     proc = subprocess.Popen(
         [
             "ip",
@@ -212,6 +220,7 @@ def start_echo_server(ns: Netns, proto: str, port: int, tag: str) -> subprocess.
             proto,
             str(port),
             tag,
+            *(["ipv6"] if ipv6 else []),
         ],
         stdout=subprocess.PIPE,
         text=True,

@@ -15,12 +15,13 @@ def main() -> int:
     proto, host, port, message = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4].encode()
     source_port = int(sys.argv[5]) if len(sys.argv) > 5 else 0
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-    s = socket.socket(socket.AF_INET, kind)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, kind)
     s.settimeout(TIMEOUT)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         if source_port:
-            s.bind(("0.0.0.0", source_port))
+            s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", source_port))
         if proto == "tcp":
             s.connect((host, port))
             s.sendall(message)

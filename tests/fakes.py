@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Interface
 from typing import Any
 
 import trio
@@ -38,6 +38,7 @@ class FakeKernel:
     def __init__(self) -> None:
         self.rules: Counter[Rule] = Counter()
         self.bridges: dict[str, IPv4Interface] = {}
+        self.bridges_v6: dict[str, IPv6Interface] = {}  # a dual-stack bridge's gateway
         self.routes: list[IPv4Network] = []
         self.refuse = False  # every rule change fails, as a broken iptables would
         self.commits = 0
@@ -78,6 +79,7 @@ class FakeKernel:
             self.bridges[name] = address
         elif fn is bridges.delete_bridge:
             self.bridges.pop(args[0], None)
+            self.bridges_v6.pop(args[0], None)
         elif fn is bridges.main_routes:
             return list(self.routes)
         elif fn is bridges.bridge_drift:
@@ -85,6 +87,11 @@ class FakeKernel:
             if self.bridges.get(name) != address:
                 return [{"kind": "bridge_missing", "bridge": name}]
             return []
+        elif fn is bridges.ensure_ipv6:
+            name, gateway = args
+            if name not in self.bridges:
+                raise bridges.BridgeSetupFailed(f"{name}: no such network interface")
+            self.bridges_v6[name] = gateway
         elif fn is bridges.enable_route_localnet:
             self.localnet.append(args[0])
         elif fn is plumbing.plumb:

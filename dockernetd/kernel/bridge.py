@@ -8,11 +8,12 @@ the client) are made by the callers.
 from __future__ import annotations
 
 import logging
-from ipaddress import IPv4Interface, IPv4Network
+from ipaddress import IPv4Interface, IPv4Network, IPv6Interface
 from typing import TYPE_CHECKING, Any
 
 from ..netutil import random_mac
 from .netlink import enable_ip_forward as write_ip_forward
+from .netlink import write_sysctl
 
 if TYPE_CHECKING:
     from .worker import KernelContext
@@ -148,3 +149,21 @@ def enable_ip_forward(ctx: KernelContext) -> None:
         write_ip_forward()
     except OSError as exc:
         log.warning("WARNING: unable to enable IPv4 forwarding: %s", exc)
+
+
+#: Every bridge's IPv6 link-local address, as Docker 28 gives its bridges.
+LINK_LOCAL_GATEWAY = IPv6Interface("fe80::1/64")
+
+
+def ensure_ipv6(ctx: KernelContext, name: str, gateway: IPv6Interface) -> None:
+    """The bridge's IPv6 side: duplicate address detection off (as Docker 28, so the
+    gateway address is usable at once, not "tentative" for a second), the gateway address
+    and fe80::1/64, whichever is missing (idempotent)."""
+    link = ctx.netlink.link(name)
+    if link is None:
+        raise BridgeSetupFailed(f"{name}: no such network interface")
+    write_sysctl(f"net/ipv6/conf/{name}/accept_dad", "0")
+    held = ctx.netlink.ipv6_addresses(link.index)
+    for address in (gateway, LINK_LOCAL_GATEWAY):
+        if address not in held:
+            ctx.netlink.add_address6(link.index, address)

@@ -19,7 +19,7 @@ import socket
 import struct
 import sys
 from collections.abc import Callable, Iterator
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Interface
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -89,6 +89,23 @@ class Netlink:
             IPv4Interface(f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}")
             for a in self._ipr.addr("dump", index=index, family=socket.AF_INET)
         ]
+
+    @_kernel_errors
+    def ipv6_addresses(self, index: int) -> list[IPv6Interface]:
+        return [
+            IPv6Interface(f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}")
+            for a in self._ipr.addr("dump", index=index, family=socket.AF_INET6)
+        ]
+
+    @_kernel_errors
+    def add_address6(self, index: int, address: IPv6Interface) -> None:
+        self._ipr.addr(
+            "add",
+            index=index,
+            family=socket.AF_INET6,
+            address=str(address.ip),
+            prefixlen=address.network.prefixlen,
+        )
 
     @_kernel_errors
     def main_routes(self) -> list[IPv4Network]:
@@ -202,3 +219,9 @@ def enable_ip_forward() -> None:
     """Docker wrote "1\\n" to this file; per network namespace."""
     with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
         f.write("1\n")
+
+
+def write_sysctl(path: str, value: str) -> None:
+    """``/proc/sys/<path>`` of this network namespace (``net/ipv6/conf/all/forwarding``)."""
+    with open(f"/proc/sys/{path}", "w") as f:
+        f.write(f"{value}\n")

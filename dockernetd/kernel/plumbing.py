@@ -20,7 +20,7 @@ import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from typing import TYPE_CHECKING, Any
 
 from .netlink import MAIN_TABLE, os_errors
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("dockernetd.plumbing")
 CLONE_NEWNET = 0x40000000
 NS_GET_NSTYPE = 0xB703  # linux/nsfs.h: _IO(0xb7, 0x3)
+IFA_F_NODAD = 0x02  # linux/if_addr.h
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -51,6 +52,8 @@ class Plumbing:
     mtu: int
     address: IPv4Interface
     gateway: IPv4Address
+    address_v6: IPv6Interface | None = None  # on a dual-stack network
+    gateway_v6: IPv6Address | None = None
 
 
 def plumb(ctx: KernelContext, plan: Plumbing) -> None:
@@ -76,8 +79,21 @@ def plumb(ctx: KernelContext, plan: Plumbing) -> None:
                 prefixlen=plan.address.network.prefixlen,
                 broadcast=str(plan.address.network.broadcast_address),
             )
+            if plan.address_v6 is not None:  # no duplicate address detection: usable at once
+                inside.addr(
+                    "add",
+                    index=index,
+                    family=socket.AF_INET6,
+                    address=str(plan.address_v6.ip),
+                    prefixlen=plan.address_v6.network.prefixlen,
+                    flags=IFA_F_NODAD,
+                )
             inside.link("set", index=index, state="up")
             inside.route("replace", dst="0.0.0.0/0", gateway=str(plan.gateway))
+            if plan.gateway_v6 is not None:
+                inside.route(
+                    "replace", family=socket.AF_INET6, dst="::/0", gateway=str(plan.gateway_v6)
+                )
 
 
 def _add_veth(ctx: KernelContext, plan: Plumbing, bridge_index: int, netns_fd: int | None) -> None:
