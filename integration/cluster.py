@@ -171,6 +171,10 @@ class Rig:
     def etcd_keys(self) -> list[str]:
         """The keys of the pool in etcd, read through the v3 gateway (not the daemon's
         client)."""
+        return sorted(self.etcd_leases())
+
+    def etcd_leases(self) -> dict[str, int]:
+        """Each key of the pool and the etcd lease it is bound to."""
         prefix = "/dockernetd/cluster/10.200.0.0-16/subnets/"
         body = json.dumps(
             {
@@ -180,6 +184,11 @@ class Rig:
             }
         )
         answer = http(self.switch, f"{self.etcd.url}/v3/kv/range", body)
-        return sorted(
-            base64.b64decode(kv["key"]).decode() for kv in json.loads(answer).get("kvs", [])
-        )
+        return {
+            base64.b64decode(kv["key"]).decode(): int(kv.get("lease", 0))
+            for kv in json.loads(answer).get("kvs", [])
+        }
+
+    def revoke(self, lease: int) -> None:
+        """End an etcd lease now (its keys go with it), as its TTL running out would."""
+        http(self.switch, f"{self.etcd.url}/v3/lease/revoke", json.dumps({"ID": str(lease)}))

@@ -223,3 +223,23 @@ def test_a_full_pool_is_a_clear_error_at_start(rig):
     assert stderr.strip() == (
         "dockernetd: cluster network 10.200.0.0/16 is full: every /17 of it is leased (2 hosts)"
     )
+
+
+def test_a_lost_lease_is_taken_again_for_the_same_subnet(rig):
+    """etcd away for longer than the TTL (here: the lease revoked, which deletes the key
+    as its expiry would): the daemon leases the same subnet again under a new lease."""
+    cluster = rig()
+    a, b = cluster.add_host(), cluster.add_host()
+    a.daemon.start()
+    b.daemon.start()
+    subnet = a.subnet()
+    [(key, lease)] = [
+        (k, v) for k, v in cluster.etcd_leases().items() if k.endswith(subnet.replace("/", "-"))
+    ]
+    wait_for(lambda: subnet in b.routes())
+    cluster.revoke(lease)
+    wait_for(lambda: key in cluster.etcd_leases() and cluster.etcd_leases()[key] != lease)
+    assert a.subnet() == subnet
+    assert "expired; leased again" in a.daemon.log()
+    wait_for(lambda: subnet in b.routes())  # b saw it go and come back
+    assert a.daemon.call("status")["cluster"]["state"] == "ok"
