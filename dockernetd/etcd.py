@@ -34,7 +34,6 @@ class KeyValue:
     key: str
     value: bytes
     lease: int
-    mod_revision: int
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,6 @@ def _kv(raw: dict[str, Any]) -> KeyValue:
         base64.b64decode(raw["key"]).decode(errors="replace"),
         base64.b64decode(raw.get("value", "")),
         int(raw.get("lease", 0)),
-        int(raw.get("mod_revision", 0)),
     )
 
 
