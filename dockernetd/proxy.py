@@ -13,7 +13,8 @@ daemon's proxy nursery, holding one listening socket:
   container yet) is ignored, as Docker did.
 
 The proxy is what answers on 127.0.0.1 (the nat OUTPUT jump skips loopback) and
-the guard of the host port: the socket is bound before any rule points at it.
+the guard of the host port: the socket is bound before any rule points at it.  A port
+published on 0.0.0.0 listens on [::] for both families (see _listening_socket).
 """
 
 from __future__ import annotations
@@ -63,11 +64,11 @@ class Proxy:
     def bind(self) -> socket.socket:
         proto, host_ip, host_port = self.mapping.proto, self.mapping.host_ip, self.mapping.host_port
         kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-        sock = socket.socket(socket.AF_INET, kind)
+        sock, address = _listening_socket(host_ip, kind)
         try:
             if proto == "tcp":  # as Go's net.Listen: rebind past TIME_WAIT
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((str(host_ip), host_port))
+            sock.bind((address, host_port))
             if proto == "tcp":
                 sock.listen(512)
         except OSError as exc:
@@ -184,6 +185,23 @@ class Proxy:
             flows.pop(client, None)
             flow.close()
             self.counts.open["udp"] -= 1
+
+
+def _listening_socket(host_ip: IPv4Address, kind: int) -> tuple[socket.socket, str]:
+    """The socket for ``host_ip``, and the address to bind it to.  The unspecified address
+    (0.0.0.0) gets one IPv6 socket on [::] that takes IPv4 too (IPV6_V6ONLY off): the port
+    is published on both families with one number, as Docker 27's docker-proxy does, and an
+    IPv6 client (``[::1]:port``, a host IPv6 address) reaches the IPv4 container through it.
+    Where the kernel has no IPv6, IPv4 alone."""
+    if host_ip.packed == bytes(4):
+        try:
+            sock = socket.socket(socket.AF_INET6, kind)
+        except OSError:  # EAFNOSUPPORT: booted with ipv6.disable=1
+            pass
+        else:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            return sock, "::"
+    return socket.socket(socket.AF_INET, kind), str(host_ip)
 
 
 async def _pump(src: trio.SocketStream, dst: trio.SocketStream, pair: trio.CancelScope) -> None:

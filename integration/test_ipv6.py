@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from ipaddress import IPv6Address, IPv6Network
 
-from netns import probe, start_echo_server
+from netns import HOST_UPLINK, OUTSIDE, both_backends, probe, start_echo_server
 
 SUBNET_V6 = "fd00:d0c:1::/64"
 
@@ -104,3 +104,29 @@ def test_two_dual_stack_networks_stay_apart_over_ipv6(host, make_daemon, make_ne
     processes.append(start_echo_server(ns_r, "tcp", 8080, "red", ipv6=True))
     assert probe(ns_a, "tcp", r["ipv6"], 8080, "x", timeout=1).startswith("ERR")
     assert probe(ns_r, "tcp", r["ipv6"], 8080, "self") == f"red:{r['ipv6']}:self"
+
+
+@both_backends
+def test_an_ipv6_client_reaches_an_ipv4_container_through_the_proxy(
+    host, outside, make_daemon, container, processes
+):
+    """A port published on the default address is on both families: IPv4 through DNAT
+    (the client's address kept), IPv6 through the proxy (which dials the container over
+    IPv4), even without --ipv6."""
+    host.ip("-6", "addr", "add", "2001:db8:a::1/64", "dev", "up0", "nodad")
+    outside.ip("-6", "addr", "add", "2001:db8:a::2/64", "dev", "eth0", "nodad")
+    daemon = make_daemon()
+    ns, iface = container(daemon, "web")
+    processes.append(start_echo_server(ns, "tcp", 80, "web"))
+    processes.append(start_echo_server(ns, "udp", 53, "dns"))
+    published = daemon.call("allocate_port", id="web", container_port=80, host_port=8080)
+    assert published["host_ip"] == "0.0.0.0"
+    daemon.call("allocate_port", id="web", container_port=53, proto="udp", host_port=5353)
+    gateway = iface["gateway"]  # the proxy's connection to the container comes from the bridge
+    assert probe(outside, "tcp", HOST_UPLINK, 8080, "v4") == f"web:{OUTSIDE}:v4"
+    assert probe(outside, "tcp", "2001:db8:a::1", 8080, "v6") == f"web:{gateway}:v6"
+    assert probe(host, "tcp", "::1", 8080, "lo6") == f"web:{gateway}:lo6"
+    assert probe(host, "tcp", "127.0.0.1", 8080, "lo4") == f"web:{gateway}:lo4"
+    assert probe(outside, "udp", "2001:db8:a::1", 5353, "q6") == f"dns:{gateway}:q6"
+    daemon.call("release_interface", id="web")
+    assert probe(outside, "tcp", "2001:db8:a::1", 8080, "gone", timeout=1).startswith("ERR")
