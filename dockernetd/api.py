@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import Any
 
 from . import __version__
@@ -77,7 +77,7 @@ PROTO = {"type": "string", "enum": ["tcp", "udp"]}
 PORT_MAPPING = {
     "type": "object",
     "properties": {
-        "host_ip": IPV4,
+        "host_ip": {"type": "string", "format": "ip"},
         "host_port": PORT,
         "proto": PROTO,
         "container_port": PORT,
@@ -114,7 +114,9 @@ class Method:
 _ID = Param("id", CONTAINER_ID, "container id: 1-128 of A-Z a-z 0-9 _ . -", required=True)
 _PROTO = Param("proto", PROTO, "tcp or udp", default="tcp")
 _HOST_IP = Param(
-    "host_ip", IPV4, "host address to bind (default: the network's host_binding_ip, or --ip)"
+    "host_ip",
+    {"type": "string", "format": "ip"},
+    "host address to bind, IPv4 or IPv6 (default: the network's host_binding_ip, or --ip)",
 )
 _NETWORK = Param("network", NETWORK_NAME, "the network (default: bridge)", default=DEFAULT_NETWORK)
 _PROXY = Param(
@@ -339,7 +341,7 @@ METHODS: tuple[Method, ...] = (
         {
             "type": "object",
             "properties": {
-                "host_ip": IPV4,
+                "host_ip": {"type": "string", "format": "ip"},
                 "host_port": PORT,
                 "proto": PROTO,
                 "container_ip": IPV4,
@@ -526,6 +528,8 @@ def _check(name: str, schema: dict[str, Any], value: Any) -> Any:
             return _subnet(name, value, fmt)
         if fmt == "ipv6":
             return _ipv6(name, value)
+        if fmt == "ip":
+            return _host_ip(name, value)
         if fmt == "mac":
             try:
                 return parse_mac(value)
@@ -559,6 +563,13 @@ def _ipv4(name: str, value: str) -> IPv4Address:
                 f"Bad parameter: invalid host ip {value[:140]}", param=name
             ) from None
         raise _bad(name, f"{value[:140]!r} is not an IPv4 address") from None
+
+
+def _host_ip(name: str, value: str) -> IPv4Address | IPv6Address:
+    try:
+        return ip_address(value)
+    except ValueError:  # Docker 1.3+'s exact text
+        raise InvalidParams(f"Bad parameter: invalid host ip {value[:140]}", param=name) from None
 
 
 def _ipv6(name: str, value: str) -> IPv6Address:

@@ -161,6 +161,11 @@ def _network_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     return "network_create", params
 
 
+def _host(address: str) -> str:
+    """An IPv6 address in brackets, as before a port: ``[::1]:8080``."""
+    return f"[{address}]" if ":" in address else address
+
+
 def _given(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not None}
 
@@ -203,7 +208,7 @@ def render(method: str, result: Any) -> str:
         lines = [f"{'ID':<24} {'NETWORK':<16} {'IP':<16} {'MAC':<18} PORTS"]
         for iface in result:
             ports = ", ".join(
-                f"{p['host_ip']}:{p['host_port']}->{p['container_port']}/{p['proto']}"
+                f"{_host(p['host_ip'])}:{p['host_port']}->{p['container_port']}/{p['proto']}"
                 for p in iface["ports"]
             )
             lines.append(

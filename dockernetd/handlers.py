@@ -70,6 +70,7 @@ from .network import (
     DEFAULT_NETWORK,
     Attachment,
     Endpoint,
+    HostAddress,
     Network,
     NetworkSpec,
     PortMapping,
@@ -499,7 +500,7 @@ class Service:
         id: str,
         container_port: int,
         proto: str,
-        host_ip: IPv4Address | None,
+        host_ip: HostAddress | None,
         host_port: int,
         network: str | None,
         proxy: bool,
@@ -521,7 +522,7 @@ class Service:
         container_port: int,
         count: int,
         proto: str,
-        host_ip: IPv4Address | None,
+        host_ip: HostAddress | None,
         host_port: int,
         network: str | None,
         proxy: bool,
@@ -540,7 +541,7 @@ class Service:
         id: str,
         network: str | None,
         proto: str,
-        host_ip: IPv4Address | None,
+        host_ip: HostAddress | None,
         pairs: list[tuple[int, int]],
         proxy: bool,
     ) -> tuple[Endpoint, list[PortMapping]]:
@@ -548,6 +549,12 @@ class Service:
         if not proxy and not self.config.iptables:
             raise InvalidParams(
                 "Bad parameter: proxy false needs --iptables: the rules are the port",
+                param="proxy",
+            )
+        if not proxy and host_ip is not None and host_ip.version == 6:
+            raise InvalidParams(
+                "Bad parameter: proxy false needs an IPv4 host_ip: a port on an IPv6 address "
+                "is published by the proxy alone (the firewall has no IPv6 rules yet)",
                 param="proxy",
             )
         async with self._gate.change(), self._containers.hold(id):

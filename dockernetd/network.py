@@ -30,7 +30,10 @@ from .ipam import Ip6Allocator, IpAllocator
 from .netutil import mac_for_ip
 
 DEFAULT_NETWORK = "bridge"
-HostPort = tuple[IPv4Address, int, str]  # host address, host port, protocol
+#: Where a port is published: an IPv4 address (0.0.0.0: both families, see proxy.py) or an
+#: IPv6 one (through the proxy alone until the firewall has its IPv6 half).
+HostAddress = IPv4Address | IPv6Address
+HostPort = tuple[HostAddress, int, str]  # host address, host port, protocol
 
 
 @dataclass(frozen=True)
@@ -41,11 +44,16 @@ class PortMapping:
     runtime holds the host port itself); the host reaches it on 127.0.0.1 through DNAT.
     """
 
-    host_ip: IPv4Address
+    host_ip: HostAddress
     host_port: int
     proto: str
     container_port: int
     proxy: bool = True
+
+    @property
+    def in_kernel(self) -> bool:
+        """Whether the firewall publishes it too (DNAT): IPv4 only, for now."""
+        return self.host_ip.version == 4
 
     @property
     def host_key(self) -> HostPort:

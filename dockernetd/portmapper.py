@@ -24,7 +24,7 @@ from .errors import ProxyFailed
 from .kernel.bridge import enable_route_localnet
 from .kernel.conntrack import forget_udp
 from .kernel.worker import KernelWorker
-from .network import Endpoint, HostPort, PortMapping
+from .network import Endpoint, HostAddress, HostPort, PortMapping
 from .ports import PortAllocator
 from .proxy import Proxy, ProxyError, ProxySupervisor
 from .rules import Rule, publish_rules
@@ -52,7 +52,7 @@ class PortMapper:
         bridge: str,
         endpoint: Endpoint,
         proto: str,
-        host_ip: IPv4Address,
+        host_ip: HostAddress,
         ports: Sequence[tuple[int, int]],
         *,
         with_proxy: bool = True,
@@ -79,7 +79,7 @@ class PortMapper:
             mappings = [mapping for mapping, _ in bound]
             rules = {}
             if self.iptables and with_rules:
-                if proto == "udp":  # a remapped port must not keep its old flows
+                if proto == "udp" and isinstance(host_ip, IPv4Address):  # no old flows to keep
                     await self._kernel.call(forget_udp, host_ip, [m.host_port for m in mappings])
                 rules = {m.host_key: publish_rules(bridge, endpoint, m) for m in mappings}
                 await self._kernel.change_rules(insert=_flat(rules.values()))
@@ -94,7 +94,7 @@ class PortMapper:
         self,
         endpoint: Endpoint,
         proto: str,
-        host_ip: IPv4Address,
+        host_ip: HostAddress,
         host_port: int,
         container_port: int,
         with_proxy: bool,
@@ -177,9 +177,10 @@ def _flat(rules: Iterable[list[Rule]]) -> list[Rule]:
 
 
 def _udp_ports_by_address(mappings: Iterable[PortMapping]) -> dict[IPv4Address, list[int]]:
+    """The UDP ports the firewall DNATs, by host address: their flows to forget."""
     ports: dict[IPv4Address, list[int]] = {}
     for m in mappings:
-        if m.proto == "udp":
+        if m.proto == "udp" and isinstance(m.host_ip, IPv4Address):
             ports.setdefault(m.host_ip, []).append(m.host_port)
     return ports
 

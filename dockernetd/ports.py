@@ -14,10 +14,9 @@ Theory of operation (Docker 1.4, ``daemon/networkdriver/portallocator``):
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
-
 from .bitmap import Bitmap
 from .errors import AllPortsAllocated, InvalidParams, PortAlreadyAllocated
+from .network import HostAddress
 
 DYNAMIC_PORT_START = 49153
 DYNAMIC_PORT_END = 65535
@@ -34,9 +33,9 @@ class PortAllocator:
     """Host ports per (host IP, protocol)."""
 
     def __init__(self) -> None:
-        self._pools: dict[tuple[IPv4Address, str], _PortPool] = {}
+        self._pools: dict[tuple[HostAddress, str], _PortPool] = {}
 
-    def request(self, host_ip: IPv4Address, proto: str, port: int = 0) -> int:
+    def request(self, host_ip: HostAddress, proto: str, port: int = 0) -> int:
         """Allocate ``port`` on ``host_ip``/``proto``, or the next dynamic one if 0."""
         pool = self._pool(host_ip, proto, create=True)
         assert pool is not None
@@ -53,13 +52,13 @@ class PortAllocator:
         pool.last = found
         return found
 
-    def release(self, host_ip: IPv4Address, proto: str, port: int) -> None:
+    def release(self, host_ip: HostAddress, proto: str, port: int) -> None:
         """Free a port; idempotent, unknown IPs and ports are ignored."""
         pool = self._pool(host_ip, proto, create=False)
         if pool is not None and 1 <= port <= DYNAMIC_PORT_END:
             pool.used.clear(port)
 
-    def _pool(self, host_ip: IPv4Address, proto: str, *, create: bool) -> _PortPool | None:
+    def _pool(self, host_ip: HostAddress, proto: str, *, create: bool) -> _PortPool | None:
         if proto not in PROTOCOLS:
             raise InvalidParams(f"Bad parameter: unknown protocol {proto}", param="proto")
         key = (host_ip, proto)

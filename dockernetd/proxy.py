@@ -30,7 +30,7 @@ from typing import Any
 import trio
 
 from .metrics import ProxyCounts
-from .network import PortMapping
+from .network import HostAddress, PortMapping
 
 log = logging.getLogger("dockernetd.proxy")
 
@@ -187,12 +187,16 @@ class Proxy:
             self.counts.open["udp"] -= 1
 
 
-def _listening_socket(host_ip: IPv4Address, kind: int) -> tuple[socket.socket, str]:
+def _listening_socket(host_ip: HostAddress, kind: int) -> tuple[socket.socket, str]:
     """The socket for ``host_ip``, and the address to bind it to.  The unspecified address
     (0.0.0.0) gets one IPv6 socket on [::] that takes IPv4 too (IPV6_V6ONLY off): the port
     is published on both families with one number, as Docker 27's docker-proxy does, and an
     IPv6 client (``[::1]:port``, a host IPv6 address) reaches the IPv4 container through it.
-    Where the kernel has no IPv6, IPv4 alone."""
+    Where the kernel has no IPv6, IPv4 alone.  An IPv6 address is IPv6's alone."""
+    if host_ip.version == 6:
+        sock = socket.socket(socket.AF_INET6, kind)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        return sock, str(host_ip)
     if host_ip.packed == bytes(4):
         try:
             sock = socket.socket(socket.AF_INET6, kind)

@@ -445,7 +445,11 @@ def isolation_rules(specs: Iterable[NetworkSpec]) -> list[Rule]:
 
 def publish_rules(bridge: str, endpoint: Endpoint, mapping: PortMapping) -> list[Rule]:
     """Every rule of one published port: its DNAT and FORWARD rules, the loopback guard
-    when it is published on 127.0.0.0/8, and without the proxy the host's path to it."""
+    when it is published on 127.0.0.0/8, and without the proxy the host's path to it.
+    None for a port on an IPv6 address: the proxy alone publishes it (::1 cannot be
+    reached from another host: the kernel drops it off lo as a martian)."""
+    if not mapping.in_kernel:
+        return []
     guard = loopback_guard_rule(mapping)
     return [
         *mapping_rules(bridge, endpoint, mapping),
@@ -489,7 +493,7 @@ def owned_rule_counts(
     mapping rules rather than built (5,000 mappings' rules take ~35 ms to build)."""
     networks = list(networks)
     endpoints = [e for network in networks for e in network.endpoints.values()]
-    mappings = [m for endpoint in endpoints for m in endpoint.ports]
+    mappings = [m for endpoint in endpoints for m in endpoint.ports if m.in_kernel]
     guarded = sum(m.host_ip in LOOPBACK for m in mappings)
     local_paths = sum(
         not m.proxy and (m.host_ip.packed == bytes(4) or m.host_ip in LOOPBACK) for m in mappings

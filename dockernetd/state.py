@@ -23,7 +23,7 @@ import logging
 import os
 import zlib
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Interface
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Interface, ip_address
 from typing import Any
 
 from .netutil import parse_cidr, parse_ipv4, parse_mac
@@ -191,7 +191,7 @@ def from_json(obj: dict[str, Any]) -> Record:
         return Left(network, _text(obj["id"]))
     if kind in ("port", "unport"):
         mapping = PortMapping(
-            parse_ipv4(_text(obj["host_ip"])),
+            ip_address(_text(obj["host_ip"])),
             _port(obj["host_port"]),
             _proto(obj["proto"]),
             _port(obj["container_port"]),

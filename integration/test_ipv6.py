@@ -5,7 +5,11 @@ from __future__ import annotations
 import signal
 from ipaddress import IPv6Address, IPv6Network
 
-from netns import HOST_UPLINK, OUTSIDE, both_backends, probe, start_echo_server
+import pytest
+
+from dockernetd.client import RpcError
+
+from netns import HOST_UPLINK, OUTSIDE, both_backends, iptables_rules, probe, start_echo_server
 
 SUBNET_V6 = "fd00:d0c:1::/64"
 
@@ -130,3 +134,40 @@ def test_an_ipv6_client_reaches_an_ipv4_container_through_the_proxy(
     assert probe(outside, "udp", "2001:db8:a::1", 5353, "q6") == f"dns:{gateway}:q6"
     daemon.call("release_interface", id="web")
     assert probe(outside, "tcp", "2001:db8:a::1", 8080, "gone", timeout=1).startswith("ERR")
+
+
+def test_a_port_published_on_an_ipv6_address_is_the_proxys(
+    host, outside, make_daemon, container, processes
+):
+    """host_ip may be IPv6: ``::`` (IPv6 alone), ``::1``, a host address; the proxy
+    publishes it (the firewall has no IPv6 rules yet), and nothing is added to them."""
+    host.ip("-6", "addr", "add", "2001:db8:a::1/64", "dev", "up0", "nodad")
+    outside.ip("-6", "addr", "add", "2001:db8:a::2/64", "dev", "eth0", "nodad")
+    daemon = make_daemon()
+    ns, iface = container(daemon, "web")
+    processes.append(start_echo_server(ns, "tcp", 80, "web"))
+    rules_before = iptables_rules(host)
+    on_loopback = daemon.call("allocate_port", id="web", container_port=80, host_ip="::1")
+    assert on_loopback["host_ip"] == "::1" and on_loopback["host_port"] >= 49153
+    on_any = daemon.call("allocate_port", id="web", container_port=80, host_ip="::", host_port=8080)
+    on_host = daemon.call(
+        "allocate_port", id="web", container_port=80, host_ip="2001:db8:a::1", host_port=8081
+    )
+    assert (on_any["host_ip"], on_host["host_ip"]) == ("::", "2001:db8:a::1")
+    gateway = iface["gateway"]
+    assert probe(host, "tcp", "::1", on_loopback["host_port"], "a") == f"web:{gateway}:a"
+    assert probe(outside, "tcp", "2001:db8:a::1", 8080, "b") == f"web:{gateway}:b"
+    assert probe(outside, "tcp", "2001:db8:a::1", 8081, "c") == f"web:{gateway}:c"
+    assert probe(outside, "tcp", HOST_UPLINK, 8080, "v4", timeout=1).startswith("ERR")  # :: only
+    assert iptables_rules(host) == rules_before
+    with pytest.raises(RpcError) as refused:
+        daemon.call("allocate_port", id="web", container_port=80, host_ip="::", proxy=False)
+    assert refused.value.message.startswith("Bad parameter: proxy false needs an IPv4 host_ip")
+    daemon.stop(signal.SIGKILL)
+    again = make_daemon()  # recorded, restored
+    assert {(p["host_ip"], p["host_port"]) for p in again.call("list_interfaces")[0]["ports"]} == {
+        ("::1", on_loopback["host_port"]),
+        ("::", 8080),
+        ("2001:db8:a::1", 8081),
+    }
+    assert probe(outside, "tcp", "2001:db8:a::1", 8081, "d") == f"web:{gateway}:d"

@@ -115,12 +115,14 @@ def test_render_is_readable():
                 "ip": "172.17.0.2",
                 "mac_address": "m",
                 "ports": [
-                    {"host_ip": "0.0.0.0", "host_port": 8080, "container_port": 80, "proto": "tcp"}
+                    {"host_ip": "0.0.0.0", "host_port": 8080, "container_port": 80, "proto": "tcp"},
+                    {"host_ip": "::1", "host_port": 8081, "container_port": 80, "proto": "tcp"},
                 ],
             }
         ],
     )
-    assert "0.0.0.0:8080->80/tcp" in table and "bridge" in table.splitlines()[1]
+    assert "0.0.0.0:8080->80/tcp, [::1]:8081->80/tcp" in table
+    assert "bridge" in table.splitlines()[1]
     assert render("list_interfaces", []) == "no interfaces"
 
 

@@ -1,7 +1,7 @@
 """The rule planner: Docker 1.4's exact rules, as iptables-save prints them."""
 
 from collections import Counter
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
@@ -179,6 +179,7 @@ def test_owned_rules_are_counted_by_table_without_building_the_mappings():
     networks = [Network(DOCKER0), Network(WEB)]
     web = Endpoint("w", "web", IPv4Address("172.18.0.2"), "02:42:ac:12:00:02")
     web.ports += [mapping("0.0.0.0", 80, "tcp", 80), mapping("127.0.0.1", 53, "udp", 53)]
+    web.ports.append(PortMapping(IPv6Address("::1"), 81, "tcp", 80))  # the proxy's alone
     networks[1].endpoints["w"] = web
     links = [link("172.18.0.2", "172.18.0.3", "tcp", 80, "web")]
     for direct_access in (True, False):
