@@ -558,10 +558,6 @@ def _ipv4(name: str, value: str) -> IPv4Address:
     try:
         return parse_ipv4(value)
     except ValueError:
-        if name == "host_ip":  # Docker 1.3+'s exact text
-            raise InvalidParams(
-                f"Bad parameter: invalid host ip {value[:140]}", param=name
-            ) from None
         raise _bad(name, f"{value[:140]!r} is not an IPv4 address") from None
 
 
