@@ -30,7 +30,7 @@ from .links import Links
 from .netutil import choose_bridge_address, nameservers
 from .network import DEFAULT_NETWORK, Endpoint, Network, NetworkSpec
 from .networks import Networks
-from .pools import read_machine_id, ula_base
+from .pools import machine_ula
 from .portmapper import PortMapper
 from .proxy import ProxySupervisor
 from .rules import (
@@ -135,9 +135,7 @@ def default_spec(config: Config, address: IPv4Interface, mtu: int) -> NetworkSpe
     digest = hashlib.sha256(f"dockernetd:{DEFAULT_NETWORK}:{config.bridge_name}".encode())
     gateway_v6 = None
     if config.ipv6:
-        subnet_v6 = config.fixed_subnet_v6 or next(
-            ula_base(read_machine_id()).subnets(new_prefix=64)
-        )
+        subnet_v6 = config.fixed_subnet_v6 or next(machine_ula().subnets(new_prefix=64))
         gateway_v6 = IPv6Interface((subnet_v6.network_address + 1, subnet_v6.prefixlen))
     return NetworkSpec(
         name=DEFAULT_NETWORK,

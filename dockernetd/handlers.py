@@ -76,7 +76,7 @@ from .network import (
     PortMapping,
 )
 from .networks import Networks
-from .pools import choose_subnet, choose_subnet_v6, read_machine_id, ula_base
+from .pools import choose_subnet, choose_subnet_v6, machine_ula
 from .state import (
     Joined,
     Left,
@@ -270,7 +270,7 @@ class Service:
             return None
         in_use = [n.spec.subnet_v6 for n in self.networks if n.spec.subnet_v6 is not None]
         if subnet is None:
-            subnet = choose_subnet_v6(ula_base(read_machine_id()), in_use)
+            subnet = choose_subnet_v6(machine_ula(), in_use)
             if subnet is None:
                 raise NoFreeSubnet("IPv6")
         elif other := next((n for n in self.networks if _overlaps_v6(n, subnet)), None):

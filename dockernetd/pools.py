@@ -11,6 +11,7 @@ base=CIDR,size=N`` (repeatable) or the ``daemon.json`` key
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import socket
 from collections.abc import Iterable, Iterator
@@ -123,6 +124,12 @@ def ula_base(machine_id: str) -> IPv6Network:
     its id, as Docker 27 derives its default IPv6 pool from the engine's id."""
     digest = hashlib.sha256(machine_id.encode()).digest()
     return IPv6Network((int.from_bytes(b"\xfd" + digest[:5], "big") << 80, 48))
+
+
+@functools.cache
+def machine_ula() -> IPv6Network:
+    """This machine's unique-local /48 (read once: the machine id does not change)."""
+    return ula_base(read_machine_id())
 
 
 def read_machine_id(path: str = MACHINE_ID) -> str:
