@@ -229,8 +229,7 @@ class NftFirewall:
 
     def drift(self, plan: BootPlan, desired: Iterable[Rule]) -> tuple[list[Rule], list[str]]:
         """What setup and reconcile would change, changing nothing."""
-        missing, extra = self._compare([*plan.present, *desired])
-        return missing, extra
+        return self._compare([*plan.present, *desired])
 
     def apply(self, insert: Sequence[Rule] = (), delete: Sequence[Rule] = ()) -> None:
         """One transaction: the elements and rules of ``delete`` out, ``insert``'s in.
@@ -364,15 +363,14 @@ class NftFirewall:
 
     def _rebuild(self, boot: Iterable[Rule], desired: list[Rule]) -> None:
         lines = [f"add table {TABLE}", f"delete table {TABLE}", *skeleton_commands(boot)]
-        by_set: dict[str, list[str]] = {}
+        elements: dict[NftElement, None] = {}  # an ordered set: one element per mapping
         for rule in desired:
             for item in rule.nft:
                 if isinstance(item, NftElement):
-                    by_set.setdefault(item.set, []).append(_element_text(item))
+                    elements[item] = None
                 else:
                     lines.append(_add_rule(item))
-        for name, texts in by_set.items():
-            lines.append(f"add element {TABLE} {name} {{ {', '.join(sorted(set(texts)))} }}")
+        lines += _element_commands("add", elements, _element_text)
         self._run("\n".join(lines))
         self._read_handles()
 
