@@ -129,8 +129,7 @@ async def run(config: Config, argv: Sequence[str] = ()) -> None:
             member = None
             if config.cluster is not None:  # the bridge's subnet is the cluster's lease
                 member = await _join_cluster(config.cluster, kernel, notifier, signals)
-                if member.lease is None:  # stopped while waiting for etcd
-                    await member.close()
+                if member is None:  # stopped while waiting for etcd
                     return
                 # kept alive from now on: the rest of a start (a restore, a loaded host)
                 # may take longer than the lease's TTL
@@ -209,20 +208,21 @@ async def _join_cluster(
     kernel: KernelWorker,
     notifier: Notifier,
     signals: AsyncIterator[int],
-) -> ClusterMember:
+) -> ClusterMember | None:
     """This host's subnet leased: waiting for etcd as long as it takes (saying so in
-    STATUS=), or until SIGTERM/SIGINT (then the member holds no lease)."""
+    STATUS=); None after SIGTERM/SIGINT meanwhile.  The member that holds no lease is
+    closed here; the one returned closes itself when its run ends."""
     # Imported only when asked for: httpx adds 25 ms to a start.
     from .cluster_member import ClusterMember
 
     member = ClusterMember(settings, kernel)
     try:
         await _acquire(member, notifier, signals)
-    except BaseException:  # a full pool (StartupError), or cancelled
-        with trio.CancelScope(shield=True):
-            await member.close()
-        raise
-    return member
+    finally:
+        if member.lease is None:  # a full pool (StartupError), cancelled, or stopped
+            with trio.CancelScope(shield=True):
+                await member.close()
+    return member if member.lease is not None else None
 
 
 async def _acquire(member: ClusterMember, notifier: Notifier, signals: AsyncIterator[int]) -> None:
@@ -294,12 +294,12 @@ async def keep_firewall(service: Service, events: socket.socket | None = None) -
     or after each burst of ``events`` (nftables' change announcements).  A failed round
     (the xtables lock held for too long, say) is logged and the next one tried; it never
     takes the daemon down."""
+    if events is not None:
+        from .kernel.nftables import drain_events  # only with that backend
     while True:
         if events is None:
             await trio.sleep(FIREWALL_CHECK_PERIOD)
         else:
-            from .kernel.nftables import drain_events  # only with that backend
-
             await trio.lowlevel.wait_readable(events)
             await trio.sleep(FIREWALL_EVENT_SETTLE)
             drain_events(events)
