@@ -242,8 +242,8 @@ class Network:
             if self.ips_v6 is not None and ipv6 is not None:
                 self.ips_v6.release(ipv6)
             raise
-        endpoint = Endpoint(container_id, self.name, ip, requested_mac or mac_for_ip(ip))
-        endpoint.ipv6 = ipv6
+        mac = requested_mac or mac_for_ip(ip)
+        endpoint = Endpoint(container_id, self.name, ip, mac, ipv6=ipv6)
         self.endpoints[container_id] = endpoint
         return endpoint, True
 
