@@ -243,3 +243,25 @@ def test_a_lost_lease_is_taken_again_for_the_same_subnet(rig):
     assert "expired; leased again" in a.daemon.log()
     wait_for(lambda: subnet in b.routes())  # b saw it go and come back
     assert a.daemon.call("status")["cluster"]["state"] == "ok"
+
+
+def test_a_restarted_host_deletes_the_routes_of_hosts_gone_meanwhile(rig):
+    """Routes outlive the daemon (protocol 199): the next start finds them and deletes
+    the ones whose host's lease went while it was down."""
+    cluster = rig()
+    a, b = cluster.add_host(), cluster.add_host()
+    a.daemon.start()
+    b.daemon.start()
+    b_subnet = b.subnet()
+    wait_for(lambda: b_subnet in a.routes())
+    a.daemon.stop(signal.SIGKILL)
+    b.daemon.stop(signal.SIGKILL)
+    [b_lease] = [
+        lease
+        for key, lease in cluster.etcd_leases().items()
+        if key.endswith(b_subnet.replace("/", "-"))
+    ]
+    cluster.revoke(b_lease)  # b's TTL ran out while a was down
+    assert b_subnet in a.routes()  # left in the kernel by the daemon that made it
+    a.daemon.start()
+    wait_for(lambda: a.routes() == {})
