@@ -44,6 +44,7 @@ FILE_KEYS: dict[str, tuple[str, type]] = {
     "default-address-pools": ("default_address_pools", list),
     "ipv6": ("ipv6", bool),
     "fixed-cidr-v6": ("fixed_cidr_v6", str),
+    "ip6tables": ("ip6tables", bool),
     "cluster-store": ("cluster_store", str),
     "cluster-advertise": ("cluster_advertise", str),
     "cluster-network": ("cluster_network", str),
@@ -141,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON file with Docker daemon.json keys: bridge, bip, fixed-cidr, iptables, "
         "ip-forward, ip-masq, icc, ip, mtu, log-level, metrics-addr, default-address-pools, "
         "allow-direct-routing, firewall-self-heal, firewall-backend, docker-plugin, "
-        "docker-plugin-socket, ipv6, fixed-cidr-v6, cluster-store, cluster-advertise, "
+        "docker-plugin-socket, ipv6, fixed-cidr-v6, ip6tables, cluster-store, cluster-advertise, "
         "cluster-network, cluster-subnet-size, cluster-store-opts; "
         "a key may not also be "
         "given as a flag; SIGHUP re-reads it and applies log-level",
@@ -207,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
         dest="fixed_cidr_v6",
         metavar="CIDR",
         help="the default network's IPv6 subnet, e.g. 2001:db8:1::/64 (needs --ipv6)",
+    )
+    flag_bool(
+        "--ip6tables",
+        "the same rules for IPv6 in ip6tables (or the nftables table): masquerade, icc, "
+        "isolation, published ports (default: true, as Docker 27; off when --iptables=false)",
     )
     p.add_argument(
         "--cluster-store",

@@ -54,6 +54,7 @@ class Config:
     docker_plugin_socket: str = DEFAULT_DOCKER_PLUGIN_SOCKET
     default_address_pools: tuple[AddressPool, ...] = ()  # () means Docker's defaults
     ipv6: bool = False  # the default network is dual-stack (Docker 1.5's --ipv6)
+    ip6tables: bool = True  # the firewall's IPv6 half (Docker 27's default)
     fixed_cidr_v6: str = ""  # its IPv6 subnet (default: a unique-local /64)
     cluster_store: str = ""  # etcd://HOST:PORT[,HOST:PORT…] (Docker 1.9's flag)
     cluster_advertise: str = ""
@@ -146,6 +147,7 @@ class Config:
             ],
             "ipv6": self.ipv6,
             "fixed-cidr-v6": self.fixed_cidr_v6,
+            "ip6tables": self.ip6tables,
             "cluster-store": self.cluster_store,
             "cluster-advertise": self.cluster_advertise,
             "cluster-network": self.cluster_network,
@@ -171,6 +173,8 @@ def validate(config: Config) -> Config:
         )
     if not config.iptables and config.ip_masq:
         config = dataclasses.replace(config, ip_masq=False)  # 1.3.1+: quietly, no error
+    if not config.iptables and config.ip6tables:
+        config = dataclasses.replace(config, ip6tables=False)  # the same for its IPv6 half
     for value in (config.bip, config.fixed_cidr):
         if value:
             try:

@@ -120,7 +120,9 @@ async def run(config: Config, argv: Sequence[str] = ()) -> None:
         commit_times = CommitTimes()
         async with (
             open_kernel_worker(
-                functools.partial(KernelContext, commit_times, config.firewall_backend)
+                functools.partial(
+                    KernelContext, commit_times, config.firewall_backend, config.ip6tables
+                )
             ) as kernel,
             trio.open_nursery() as proxies,
             trio.open_nursery() as cluster_tasks,

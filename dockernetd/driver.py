@@ -36,7 +36,7 @@ from .proxy import ProxySupervisor
 from .rules import (
     Rule,
     boot_plan,
-    direct_access_rule,
+    direct_access_rules,
     isolation_rules,
     link_rules,
     own_network_rules,
@@ -105,6 +105,8 @@ async def init_networkdriver(
                     raise StartupError(f"Unable to set up {exc.message}") from exc
             if config.ip_forward:
                 await kernel.call(bridges.enable_ip_forward)
+                if spec.gateway_v6 is not None:
+                    await kernel.call(bridges.enable_ipv6_forward)
         except OSError as exc:  # the netlink adapter raises the kernel's refusals as OSError
             raise StartupError(f"{config.bridge_name}: {exc}") from exc
         try:
@@ -154,10 +156,15 @@ def default_spec(config: Config, address: IPv4Interface, mtu: int) -> NetworkSpe
 
 
 async def _setup_ipv6(kernel: KernelWorker, spec: NetworkSpec) -> None:
-    """A dual-stack network's bridge addresses.  IPv6 forwarding stays as it is until the
-    firewall has its IPv6 half: routed, IPv6 would pass the isolation between networks."""
+    """A dual-stack network's bridge addresses."""
     assert spec.gateway_v6 is not None
     await kernel.call(bridges.ensure_ipv6, spec.bridge, spec.gateway_v6)
+
+
+async def _forward_ipv6(driver: Driver, spec: NetworkSpec) -> None:
+    """IPv6 routing, once a dual-stack network has its rules (with --ip-forward)."""
+    if spec.gateway_v6 is not None and driver.config.ip_forward:
+        await driver.kernel.call(bridges.enable_ipv6_forward)
 
 
 async def setup_network(driver: Driver, spec: NetworkSpec) -> None:
@@ -174,15 +181,16 @@ async def setup_network(driver: Driver, spec: NetworkSpec) -> None:
         except OSError:
             await driver.kernel.call(bridges.delete_bridge, spec.bridge)
             raise
-    if not driver.config.iptables:
-        return
-    specs = [network.spec for network in driver.networks]
-    try:
-        insert, delete = _isolation_change(specs, [*specs, spec])
-        await driver.kernel.change_rules(insert=[*own_network_rules(spec), *insert], delete=delete)
-    except FirewallFailed:
-        await driver.kernel.call(bridges.delete_bridge, spec.bridge)
-        raise
+    if driver.config.iptables:
+        specs = [network.spec for network in driver.networks]
+        try:
+            insert, delete = _isolation_change(specs, [*specs, spec])
+            rules = [*own_network_rules(spec), *insert]
+            await driver.kernel.change_rules(insert=rules, delete=delete)
+        except FirewallFailed:
+            await driver.kernel.call(bridges.delete_bridge, spec.bridge)
+            raise
+    await _forward_ipv6(driver, spec)
 
 
 async def teardown_network(driver: Driver, network: Network) -> None:
@@ -203,14 +211,14 @@ async def teardown_network(driver: Driver, network: Network) -> None:
 async def open_endpoint(driver: Driver, network: Network, endpoint: Endpoint) -> None:
     """A new endpoint's direct-access guard, unless direct routing is allowed (FirewallFailed)."""
     if driver.guards_direct_access:
-        rule = direct_access_rule(network.spec.bridge, endpoint)
-        await driver.kernel.change_rules(insert=[rule])
+        rules = direct_access_rules(network.spec.bridge, endpoint)
+        await driver.kernel.change_rules(insert=rules)
 
 
 async def close_endpoint(driver: Driver, network: Network, endpoint: Endpoint) -> None:
     """Take a released endpoint's guard away (a guard already gone is only logged)."""
     if driver.guards_direct_access:
-        await driver.kernel.remove_rules([direct_access_rule(network.spec.bridge, endpoint)])
+        await driver.kernel.remove_rules(direct_access_rules(network.spec.bridge, endpoint))
 
 
 async def plumb_endpoint(driver: Driver, network: Network, endpoint: Endpoint) -> None:
@@ -272,6 +280,7 @@ async def restore_network(driver: Driver, spec: NetworkSpec) -> None:
     await driver.kernel.call(bridges.ensure_bridge, spec.bridge, spec.gateway)
     if spec.gateway_v6 is not None:
         await _setup_ipv6(driver.kernel, spec)
+        await _forward_ipv6(driver, spec)
 
 
 def _isolation_change(

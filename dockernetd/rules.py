@@ -43,6 +43,9 @@ from .network import Endpoint, Link, Network, NetworkSpec, PortMapping
 NAT = "nat"
 FILTER = "filter"
 RAW = "raw"
+#: The same tables of ip6tables: a rule's table says its family.
+IP6 = "ip6 "
+NAT6, FILTER6, RAW6 = IP6 + NAT, IP6 + FILTER, IP6 + RAW
 DOCKER_CHAIN = "DOCKER"
 OWNER_TAG = "dockernetd:"
 LINK_TAG = OWNER_TAG + "link"
@@ -87,10 +90,14 @@ class Rule:
     ``args``), and what stands for it in the nftables table (``nft``: elements of its
     sets and maps, or rules of its chains; nothing for what the table has built in)."""
 
-    table: str
+    table: str  # nat, filter, raw; or ip6 nat, ip6 filter, ip6 raw
     chain: str
     args: tuple[str, ...]
     nft: tuple[NftItem, ...] = ()
+
+    @property
+    def family(self) -> int:
+        return 6 if self.table.startswith(IP6) else 4
 
     def save_line(self) -> str:
         """The rule as ``iptables-save`` prints it."""
@@ -128,7 +135,8 @@ def _rule(table: str, chain: str, args: str, comment: str = "", nft: NftItem | N
 
 
 def boot_plan(spec: NetworkSpec) -> BootPlan:
-    """The default network's rules at boot: Docker 1.4's setupIPTables."""
+    """The default network's rules at boot: Docker 1.4's setupIPTables, and the same in
+    ip6tables for a dual-stack network."""
     bridge, icc = spec.bridge, spec.icc
     present = []
     if spec.cluster_pool is not None:
@@ -136,10 +144,21 @@ def boot_plan(spec: NetworkSpec) -> BootPlan:
     if spec.ip_masq:
         present.append(_masquerade(spec))
     accept, drop = _icc(bridge, accept=True), _icc(bridge, accept=False)
-    present.append(accept if icc else drop)
-    present.append(_outgoing(bridge))
-    present.append(_established(bridge))
-    return BootPlan(absent=(drop if icc else accept,), present=tuple(present), jumps=DOCKER_JUMPS)
+    forwarding = [accept if icc else drop, _outgoing(bridge), _established(bridge)]
+    present += forwarding
+    absent = [drop if icc else accept]
+    if spec.gateway_v6 is not None:
+        if spec.ip_masq:
+            present.append(_masquerade_v6(spec))
+        present += map(_ipv6_twin, forwarding)
+        absent.append(_ipv6_twin(absent[0]))
+    return BootPlan(absent=tuple(absent), present=tuple(present), jumps=DOCKER_JUMPS)
+
+
+def _ipv6_twin(rule: Rule) -> Rule:
+    """The same rule in ip6tables, for a rule that names interfaces, not addresses.  Its
+    nftables form is the IPv4 rule's: the table ``inet dockernetd`` holds both families."""
+    return dataclasses.replace(rule, table=IP6 + rule.table, nft=())
 
 
 def _masquerade(spec: NetworkSpec, tag: str = "") -> Rule:
@@ -163,6 +182,19 @@ def _masquerade(spec: NetworkSpec, tag: str = "") -> Rule:
             "postrouting_nat",
             f'ip saddr {subnet} ip daddr != {pool} oifname != "{bridge}" masquerade',
         ),
+    )
+
+
+def _masquerade_v6(spec: NetworkSpec, tag: str = "") -> Rule:
+    """A unique-local subnet is not routed beyond the host: it leaves with the host's
+    address, as Docker 27 does (``ip_masq`` is one setting for both families)."""
+    subnet, bridge = spec.subnet_v6, spec.bridge
+    return _rule(
+        NAT6,
+        "POSTROUTING",
+        f"-s {subnet} ! -o {bridge} -j MASQUERADE",
+        tag,
+        NftRule("postrouting_nat", f'ip6 saddr {subnet} oifname != "{bridge}" masquerade'),
     )
 
 
@@ -210,9 +242,12 @@ def _established(bridge: str, tag: str = "") -> Rule:
 
 
 #: Local traffic to published ports goes through DOCKER; loopback is left to the proxy.
+#: The same in ip6tables (Docker 27's), whether or not a network is dual-stack yet.
 DOCKER_JUMPS = (
     _rule(NAT, "PREROUTING", f"-m addrtype --dst-type LOCAL -j {DOCKER_CHAIN}"),
     _rule(NAT, "OUTPUT", f"! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j {DOCKER_CHAIN}"),
+    _rule(NAT6, "PREROUTING", f"-m addrtype --dst-type LOCAL -j {DOCKER_CHAIN}"),
+    _rule(NAT6, "OUTPUT", f"! -d ::1/128 -m addrtype --dst-type LOCAL -j {DOCKER_CHAIN}"),
 )
 
 #: What Docker's RemoveExistingChain deleted before recreating DOCKER: today's jumps and
@@ -228,13 +263,19 @@ STALE_JUMPS = (
 LOOPBACK = IPv4Network("127.0.0.0/8")
 
 
-def direct_access_rule(bridge: str, endpoint: Endpoint) -> Rule:
+def direct_access_rules(bridge: str, endpoint: Endpoint) -> list[Rule]:
     """Docker 28's guard (moby#41872): a container is reached from off its bridge only
-    through a published port, never at its own address."""
+    through a published port, never at its own address (either of them)."""
     rule = _rule(RAW, "PREROUTING", f"-d {endpoint.ip}/32 ! -i {bridge} -j DROP")
     ip = str(endpoint.ip)
     guarded = (NftElement("endpoint_ips", (ip,)), NftElement("endpoints", (ip, bridge)))
-    return dataclasses.replace(rule, nft=guarded)
+    rules = [dataclasses.replace(rule, nft=guarded)]
+    if endpoint.ipv6 is not None:
+        ip6 = str(endpoint.ipv6)
+        rule = _rule(RAW6, "PREROUTING", f"-d {ip6}/128 ! -i {bridge} -j DROP")
+        guarded = (NftElement("endpoint_ips6", (ip6,)), NftElement("endpoints6", (ip6, bridge)))
+        rules.append(dataclasses.replace(rule, nft=guarded))
+    return rules
 
 
 def loopback_guard_rule(mapping: PortMapping) -> Rule | None:
@@ -340,6 +381,33 @@ def mapping_rules(bridge: str, endpoint: Endpoint, mapping: PortMapping) -> tupl
     return dataclasses.replace(dnat, nft=nft), forward
 
 
+def mapping_rules_v6(bridge: str, endpoint: Endpoint, mapping: PortMapping) -> list[Rule]:
+    """A port published on the default address, on a dual-stack network: IPv6 clients
+    DNATed to the container's IPv6 address (their own address kept), as Docker 27."""
+    if endpoint.ipv6 is None or mapping.host_ip.packed != bytes(4):
+        return []
+    proto, host_port, port = mapping.proto, mapping.host_port, mapping.container_port
+    ip = endpoint.ipv6
+    dnat = _rule(
+        NAT6,
+        DOCKER_CHAIN,
+        f"! -i {bridge} -p {proto} -m {proto} --dport {host_port} "
+        f"-j DNAT --to-destination [{ip}]:{port}",
+    )
+    nft: tuple[NftItem, ...] = (  # the IPv4 rule's skip element is counted once more
+        NftElement("skip_any", (bridge, proto, str(host_port)), ("return",)),
+        NftElement("dnat6_any", (proto, str(host_port)), (str(ip), str(port))),
+    )
+    forward = _rule(
+        FILTER6,
+        "FORWARD",
+        f"-d {ip}/128 ! -i {bridge} -o {bridge} -p {proto} -m {proto} --dport {port} -j ACCEPT",
+        OWNER_TAG + endpoint.container_id,
+        NftElement("published_to6", (str(ip), proto, str(port))),
+    )
+    return [dataclasses.replace(dnat, nft=nft), forward]
+
+
 def link_rules(bridge: str, link: Link) -> tuple[Rule, Rule]:
     """Parent to child's port, and the child's answers back (Docker inserts both with -I)."""
     parent, child, proto, port = str(link.parent), str(link.child), link.proto, str(link.port)
@@ -375,10 +443,14 @@ def network_rules(spec: NetworkSpec) -> tuple[Rule, ...]:
     rules = []
     if spec.ip_masq and not spec.internal:
         rules.append(_masquerade(spec, tag))
-    rules.append(_icc(bridge, accept=spec.icc, tag=tag))
+    forwarding = [_icc(bridge, accept=spec.icc, tag=tag)]
     if not spec.internal:
-        rules.append(_outgoing(bridge, tag))
-        rules.append(_established(bridge, tag))
+        forwarding += [_outgoing(bridge, tag), _established(bridge, tag)]
+    rules += forwarding
+    if spec.gateway_v6 is not None:
+        if spec.ip_masq and not spec.internal:
+            rules.append(_masquerade_v6(spec, tag))
+        rules += map(_ipv6_twin, forwarding)
     return tuple(rules)
 
 
@@ -389,6 +461,7 @@ def own_network_rules(spec: NetworkSpec) -> list[Rule]:
 
 
 ISOLATION_JUMP = _rule(FILTER, "FORWARD", f"-j {ISOLATION_1}", ISOLATION_TAG)
+ISOLATION_JUMPS = (ISOLATION_JUMP, _ipv6_twin(ISOLATION_JUMP))
 
 
 def isolation_rules(specs: Iterable[NetworkSpec]) -> list[Rule]:
@@ -440,7 +513,10 @@ def isolation_rules(specs: Iterable[NetworkSpec]) -> list[Rule]:
                     nft=NftRule("isolation2", f"oifname {quoted} drop"),
                 )
             )
-    return [*rules, ISOLATION_JUMP]
+    rules.append(ISOLATION_JUMP)
+    if any(spec.gateway_v6 is not None for spec in specs):
+        rules += [_ipv6_twin(rule) for rule in rules]  # interfaces only: the same in both
+    return rules
 
 
 def publish_rules(bridge: str, endpoint: Endpoint, mapping: PortMapping) -> list[Rule]:
@@ -455,6 +531,7 @@ def publish_rules(bridge: str, endpoint: Endpoint, mapping: PortMapping) -> list
         *mapping_rules(bridge, endpoint, mapping),
         *([guard] if guard else []),
         *loopback_path_rules(endpoint, mapping),
+        *mapping_rules_v6(bridge, endpoint, mapping),
     ]
 
 
@@ -469,10 +546,11 @@ def owned_rules(
     return [
         *(rule for network in networks for rule in own_network_rules(network.spec)),
         *(
-            direct_access_rule(network.spec.bridge, endpoint)
+            rule
             for network in networks
             if direct_access
             for endpoint in network.endpoints.values()
+            for rule in direct_access_rules(network.spec.bridge, endpoint)
         ),
         *(
             rule
@@ -493,19 +571,24 @@ def owned_rule_counts(
     mapping rules rather than built (5,000 mappings' rules take ~35 ms to build)."""
     networks = list(networks)
     endpoints = [e for network in networks for e in network.endpoints.values()]
-    mappings = [m for endpoint in endpoints for m in endpoint.ports if m.in_kernel]
+    mapped = [(e, m) for e in endpoints for m in e.ports if m.in_kernel]
+    mappings = [m for _, m in mapped]
     guarded = sum(m.host_ip in LOOPBACK for m in mappings)
     local_paths = sum(
         not m.proxy and (m.host_ip.packed == bytes(4) or m.host_ip in LOOPBACK) for m in mappings
     )
+    # a port on the default address of a dual-stack endpoint: DNAT and accept for IPv6 too
+    both_families = sum(e.ipv6 is not None and m.host_ip.packed == bytes(4) for e, m in mapped)
     fixed = [
         *(rule for network in networks for rule in own_network_rules(network.spec)),
         *isolation_rules(network.spec for network in networks),
     ]
     raw = guarded + (len(endpoints) if direct_access else 0)
+    raw6 = sum(e.ipv6 is not None for e in endpoints) if direct_access else 0
     return (
         Counter(rule.table for rule in fixed)
-        + Counter({RAW: raw, NAT: 2 * local_paths})
+        + Counter({RAW: raw, NAT: 2 * local_paths, RAW6: raw6})
+        + Counter({NAT6: both_families, FILTER6: both_families})
         + Counter({t: n * len(mappings) for t, n in Counter(MAPPING_RULE_TABLES).items()})
         + Counter({t: n * links for t, n in Counter(LINK_RULE_TABLES).items()})
     )

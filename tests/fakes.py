@@ -46,6 +46,7 @@ class FakeKernel:
         self.paused: trio.Event | None = None  # while set and not fired, calls wait on it
         self.changed_by_others = False  # what FirewallBackend.changed_by_others answers next
         self.localnet: list[str] = []  # bridges given route_localnet, in order
+        self.ipv6_forwarding = False
         self.veths: dict[str, Plumbing | None] = {}  # by host end; None: made by a test
 
     async def change_rules(self, insert: Sequence[Rule] = (), delete: Sequence[Rule] = ()) -> None:
@@ -92,6 +93,8 @@ class FakeKernel:
             if name not in self.bridges:
                 raise bridges.BridgeSetupFailed(f"{name}: no such network interface")
             self.bridges_v6[name] = gateway
+        elif fn is bridges.enable_ipv6_forward:
+            self.ipv6_forwarding = True
         elif fn is bridges.enable_route_localnet:
             self.localnet.append(args[0])
         elif fn is plumbing.plumb:

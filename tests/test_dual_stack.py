@@ -1,6 +1,8 @@
 """IPv6 on a dual-stack network: flags, the allocator, endpoints, records (pure)."""
 
+import dataclasses
 import json
+from collections import Counter
 from ipaddress import IPv4Address, IPv6Address, IPv6Interface, IPv6Network
 
 import pytest
@@ -9,8 +11,24 @@ from dockernetd.cli import parse_args
 from dockernetd.driver import default_spec
 from dockernetd.errors import ConfigError, IpAlreadyAllocated, IpOutOfRange, NoAvailableIps
 from dockernetd.ipam import Ip6Allocator
-from dockernetd.network import Network
+from dockernetd.network import Network, PortMapping
 from dockernetd.pools import choose_subnet_v6, ula_base
+from dockernetd.rules import (
+    FILTER,
+    FILTER6,
+    IP6,
+    NAT6,
+    RAW6,
+    NftElement,
+    NftRule,
+    boot_plan,
+    direct_access_rules,
+    isolation_rules,
+    network_rules,
+    owned_rule_counts,
+    owned_rules,
+    publish_rules,
+)
 from dockernetd.state import Joined, NetworkCreated, from_json, to_json
 
 from fakes import make_spec
@@ -139,3 +157,115 @@ def test_network_create_dual_stack_through_the_api(tmp_path):
         "invalid_params"
     )
     assert world.error("network_create", name="y", gateway_v6="fd00::1")[2] == "invalid_params"
+
+
+def test_ip6tables_is_on_by_default_and_off_with_iptables():
+    assert parse_args([]).ip6tables is True  # Docker 27's default
+    assert parse_args(["--ip6tables=false"]).ip6tables is False
+    assert parse_args(["--iptables=false", "--icc=true"]).ip6tables is False  # quietly
+
+
+def save_lines(rules) -> list[tuple[str, str]]:
+    return [(rule.table, rule.save_line()) for rule in rules]
+
+
+def test_a_dual_stack_default_network_has_the_same_boot_rules_in_ip6tables():
+    plan = boot_plan(dual_stack().spec)
+    assert save_lines(rule for rule in plan.present if rule.family == 6) == [
+        (NAT6, "-A POSTROUTING -s fd00:1::/64 ! -o docker0 -j MASQUERADE"),
+        (FILTER6, "-A FORWARD -i docker0 -o docker0 -j ACCEPT"),
+        (FILTER6, "-A FORWARD -i docker0 ! -o docker0 -j ACCEPT"),
+        (FILTER6, "-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
+    ]
+    assert save_lines(plan.absent) == [
+        (FILTER, "-A FORWARD -i docker0 -o docker0 -j DROP"),
+        (FILTER6, "-A FORWARD -i docker0 -o docker0 -j DROP"),
+    ]
+    # nftables: the masquerade of the IPv6 subnet; the rest are the inet table's IPv4 rules
+    assert [item for rule in plan.present if rule.family == 6 for item in rule.nft] == [
+        NftRule("postrouting_nat", 'ip6 saddr fd00:1::/64 oifname != "docker0" masquerade')
+    ]
+    unmasked = boot_plan(make_spec(ip_masq=False, gateway_v6=IPv6Interface("fd00:1::1/64")))
+    assert not [rule for rule in unmasked.present if rule.table == NAT6]
+
+
+def test_a_dual_stack_networks_rules_and_isolation_are_in_both_families():
+    red = make_spec("red", "br-red", "10.1.0.1/24", gateway_v6=IPv6Interface("fd00:2::1/64"))
+    tag = '-m comment --comment "dockernetd:net:red"'
+    assert save_lines(rule for rule in network_rules(red) if rule.family == 6) == [
+        (NAT6, f"-A POSTROUTING -s fd00:2::/64 ! -o br-red {tag} -j MASQUERADE"),
+        (FILTER6, f"-A FORWARD -i br-red -o br-red {tag} -j ACCEPT"),
+        (FILTER6, f"-A FORWARD -i br-red ! -o br-red {tag} -j ACCEPT"),
+        (FILTER6, f"-A FORWARD -o br-red -m conntrack --ctstate RELATED,ESTABLISHED {tag} -j ACCEPT"),
+    ]  # fmt: skip
+    internal = dataclasses.replace(red, internal=True)
+    assert save_lines(rule for rule in network_rules(internal) if rule.family == 6) == [
+        (FILTER6, f"-A FORWARD -i br-red -o br-red {tag} -j ACCEPT")
+    ]
+    ipv4_only = [make_spec(), make_spec("blue", "br-blue", "10.2.0.1/24")]
+    assert all(rule.family == 4 for rule in isolation_rules(ipv4_only))
+    both = isolation_rules([*ipv4_only, red])
+    ipv4 = [rule for rule in both if rule.family == 4]
+    assert [rule for rule in both if rule.family == 6] == [
+        dataclasses.replace(rule, table=IP6 + rule.table, nft=()) for rule in ipv4
+    ]
+
+
+def test_a_port_on_the_default_address_is_dnated_for_ipv6_clients_too():
+    network = dual_stack()
+    endpoint, _ = network.join("web")
+    anywhere = PortMapping(IPv4Address("0.0.0.0"), 8080, "tcp", 80)
+    rules = publish_rules("docker0", endpoint, anywhere)
+    assert save_lines(rule for rule in rules if rule.family == 6) == [
+        (NAT6, "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 "
+               "-j DNAT --to-destination [fd00:1::2]:80"),
+        (FILTER6, "-A FORWARD -d fd00:1::2/128 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 "
+                  '-m comment --comment "dockernetd:web" -j ACCEPT'),
+    ]  # fmt: skip
+    assert [item for rule in rules if rule.family == 6 for item in rule.nft] == [
+        NftElement("skip_any", ("docker0", "tcp", "8080"), ("return",)),
+        NftElement("dnat6_any", ("tcp", "8080"), ("fd00:1::2", "80")),
+        NftElement("published_to6", ("fd00:1::2", "tcp", "80")),
+    ]
+    at_one_address = PortMapping(IPv4Address("192.0.2.1"), 8080, "tcp", 80)
+    assert all(r.family == 4 for r in publish_rules("docker0", endpoint, at_one_address))
+
+
+def test_a_dual_stack_endpoint_is_guarded_at_both_addresses():
+    endpoint, _ = dual_stack().join("web")
+    ipv4, ipv6 = direct_access_rules("docker0", endpoint)
+    assert ipv4.family == 4
+    assert save_lines([ipv6]) == [(RAW6, "-A PREROUTING -d fd00:1::2/128 ! -i docker0 -j DROP")]
+    assert ipv6.nft == (
+        NftElement("endpoint_ips6", ("fd00:1::2",)),
+        NftElement("endpoints6", ("fd00:1::2", "docker0")),
+    )
+
+
+def test_dual_stack_rules_are_counted_by_table_as_built():
+    networks = [dual_stack(), Network(make_spec("blue", "br-blue", "10.2.0.1/24"))]
+    web, _ = networks[0].join("web")
+    web.ports += [
+        PortMapping(IPv4Address("0.0.0.0"), 80, "tcp", 80),
+        PortMapping(IPv4Address("127.0.0.1"), 53, "udp", 53),
+        PortMapping(IPv6Address("::1"), 81, "tcp", 80),
+    ]
+    networks[1].join("plain")[0].ports.append(PortMapping(IPv4Address("0.0.0.0"), 90, "tcp", 90))
+    for direct_access in (True, False):
+        owned = owned_rules(networks, [], direct_access=direct_access)
+        counted = owned_rule_counts(networks, 0, direct_access=direct_access)
+        assert counted == Counter(rule.table for rule in owned)
+        assert counted[NAT6] == 1 and counted[RAW6] == direct_access
+
+
+def test_a_dual_stack_network_turns_ipv6_forwarding_on_after_its_rules(tmp_path):
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 192.0.2.53\n")
+    from dockernetd.config import Config
+
+    world = World(Config(resolv_conf=str(resolv)))
+    world.ok("network_create", name="plain")
+    assert not world.kernel.ipv6_forwarding
+    red = world.ok("network_create", name="red", ipv6=True)
+    assert world.kernel.ipv6_forwarding
+    assert any(rule.table == NAT6 and red["bridge"] in rule.args for rule in world.kernel.rules)

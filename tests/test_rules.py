@@ -12,10 +12,11 @@ from dockernetd.rules import (
     LINK_RULE_TABLES,
     MAPPING_RULE_TABLES,
     NAT,
+    NAT6,
     RAW,
     STALE_JUMPS,
     boot_plan,
-    direct_access_rule,
+    direct_access_rules,
     isolation_rules,
     link_rules,
     loopback_guard_rule,
@@ -63,15 +64,16 @@ def test_boot_plan_in_dockers_order(icc, ip_masq):
     assert lines(plan.present) == expected
     assert lines(plan.absent) == [f"-A FORWARD -i docker0 -o docker0 -j {opposite}"]
     assert [r.table for r in plan.present][-3:] == [FILTER] * 3
-    assert lines(plan.jumps) == [
-        "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER",
-        "-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER",
+    assert [(r.table, r.save_line()) for r in plan.jumps] == [
+        (NAT, "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER"),
+        (NAT, "-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER"),
+        (NAT6, "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER"),  # Docker 27's
+        (NAT6, "-A OUTPUT ! -d ::1/128 -m addrtype --dst-type LOCAL -j DOCKER"),
     ]
-    assert all(r.table == NAT for r in plan.jumps)
 
 
 def test_stale_jumps_include_the_old_forms():
-    assert STALE_JUMPS[:2] == DOCKER_JUMPS
+    assert STALE_JUMPS[: len(DOCKER_JUMPS)] == DOCKER_JUMPS
     assert "-A OUTPUT -m addrtype --dst-type LOCAL -j DOCKER" in lines(STALE_JUMPS)
     assert "-A PREROUTING -j DOCKER" in lines(STALE_JUMPS)
 
@@ -192,7 +194,7 @@ def test_owned_rules_are_counted_by_table_without_building_the_mappings():
 
 
 def test_a_container_is_reached_off_its_bridge_only_through_published_ports():
-    guard = direct_access_rule("docker0", endpoint("web", "172.17.0.2"))
+    [guard] = direct_access_rules("docker0", endpoint("web", "172.17.0.2"))
     assert (guard.table, guard.save_line()) == (
         RAW,
         "-A PREROUTING -d 172.17.0.2/32 ! -i docker0 -j DROP",  # Docker 28's, exactly

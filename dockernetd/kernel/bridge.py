@@ -151,6 +151,14 @@ def enable_ip_forward(ctx: KernelContext) -> None:
         log.warning("WARNING: unable to enable IPv4 forwarding: %s", exc)
 
 
+def enable_ipv6_forward(ctx: KernelContext) -> None:
+    """Routing for dual-stack networks (Docker's ``net.ipv6.conf.all.forwarding=1``)."""
+    try:
+        write_sysctl("net/ipv6/conf/all/forwarding", "1")
+    except OSError as exc:
+        log.warning("WARNING: unable to enable IPv6 forwarding: %s", exc)
+
+
 #: Every bridge's IPv6 link-local address, as Docker 28 gives its bridges.
 LINK_LOCAL_GATEWAY = IPv6Interface("fe80::1/64")
 

@@ -33,12 +33,16 @@ from ..metrics import CommitTimes
 from ..rules import (
     DOCKER_CHAIN,
     FILTER,
+    FILTER6,
+    IP6,
     ISOLATION_1,
-    ISOLATION_JUMP,
+    ISOLATION_JUMPS,
     NAT,
+    NAT6,
     OWN_FILTER_CHAINS,
     OWNER_TAG,
     RAW,
+    RAW6,
     STALE_JUMPS,
     BootPlan,
     Rule,
@@ -60,7 +64,7 @@ _RULE_FIELDS = {
 }
 
 
-IPT_SO_GET_INFO = 64  # linux/netfilter_ipv4/ip_tables.h: IPT_BASE_CTL
+IPT_SO_GET_INFO = 64  # linux/netfilter_ipv4/ip_tables.h: IPT_BASE_CTL (IP6T_ the same)
 _GET_INFO = struct.Struct("32sI5I5III")  # struct ipt_getinfo: name ... num_entries, size
 
 
@@ -114,29 +118,33 @@ class FirewallBackend(Protocol):
 
 
 class Firewall:
-    def __init__(self, commit_times: CommitTimes | None = None) -> None:
+    """Legacy iptables, and with ``ipv6`` legacy ip6tables (``ip6 nat`` and so on)."""
+
+    def __init__(self, commit_times: CommitTimes | None = None, *, ipv6: bool = True) -> None:
         self._commit_times = commit_times  # observed here, in the kernel thread only
         for name, value in library_hints().items():
             os.environ.setdefault(name, value)
         import iptc  # a C library with global state: only here, only in the worker
 
         self._iptc = iptc
-        self._tables = {
-            NAT: iptc.Table(iptc.Table.NAT),
-            FILTER: iptc.Table(iptc.Table.FILTER),
-            RAW: iptc.Table(iptc.Table.RAW),
-        }
+        self._tables = {name: iptc.Table(name) for name in (NAT, FILTER, RAW)}
+        if ipv6:
+            self._tables |= {IP6 + name: iptc.Table6(name) for name in (NAT, FILTER, RAW)}
         for table in self._tables.values():
             table.autocommit = False  # we commit once per operation
         # python-iptables takes ~1 ms of Python to turn a rule into kernel bytes (and
         # again on delete); a published port's rules are compiled once.
         self._compiled = functools.lru_cache(maxsize=COMPILED_RULES)(self._compile)
-        self._info_socket = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        self._info_sockets = {
+            family: socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            for family in ((socket.AF_INET, socket.AF_INET6) if ipv6 else (socket.AF_INET,))
+        }
         self._seen = self._table_sizes()  # the tables as our last commit or look left them
         self._noticed = False  # another program's change, seen before one of our commits
 
     def close(self) -> None:
-        self._info_socket.close()
+        for info_socket in self._info_sockets.values():
+            info_socket.close()
 
     # -- noticing others' changes ---------------------------------------------------------
 
@@ -157,11 +165,13 @@ class Firewall:
 
     def _table_size(self, name: str) -> tuple[int, int]:
         """(entries, bytes) of a table as the kernel holds it; (0, 0) if it is not loaded."""
-        request = bytearray(_GET_INFO.pack(name.encode(), 0, *[0] * 10, 0, 0))
+        ipv6, table = name.startswith(IP6), name.removeprefix(IP6)
+        request = bytearray(_GET_INFO.pack(table.encode(), 0, *[0] * 10, 0, 0))
         size = ctypes.c_uint32(len(request))
         buffer = (ctypes.c_char * len(request)).from_buffer(request)
-        fd = self._info_socket.fileno()
-        if _libc.getsockopt(fd, socket.IPPROTO_IP, IPT_SO_GET_INFO, buffer, ctypes.byref(size)):
+        fd = self._info_sockets[socket.AF_INET6 if ipv6 else socket.AF_INET].fileno()
+        level = socket.IPPROTO_IPV6 if ipv6 else socket.IPPROTO_IP
+        if _libc.getsockopt(fd, level, IPT_SO_GET_INFO, buffer, ctypes.byref(size)):
             return (0, 0)
         *_, entries, length = _GET_INFO.unpack(bytes(request))
         return entries, length
@@ -176,19 +186,21 @@ class Firewall:
         (:meth:`reconcile`).  Each table is one commit, so the jumps into DOCKER are
         never missing, not even for an instant.
         """
-        more = sorted({rule.table for rule in plan.present} - {NAT, FILTER})  # raw, in a cluster
-        with self._commit(NAT, FILTER, *more):
+        plan = self._ours(plan)
+        with self._commit(*sorted({r.table for r in (*plan.present, *plan.jumps)})):
             for rule in plan.absent:
                 self._delete_if_present(rule)
             for rule in plan.present:
                 if not self._present(rule):
                     self._chain(rule.table, rule.chain).insert_rule(self._build(rule))
-            nat = self._tables[NAT]
-            if nat.is_chain(DOCKER_CHAIN):  # jumps to it can only exist if it does
-                for rule in STALE_JUMPS:
-                    self._delete_if_present(rule)
-            else:
-                nat.create_chain(DOCKER_CHAIN)
+            for table in sorted({rule.table for rule in plan.jumps}):  # nat, ip6 nat
+                nat = self._tables[table]
+                if nat.is_chain(DOCKER_CHAIN):  # jumps to it can only exist if it does
+                    for rule in STALE_JUMPS:
+                        if rule.table == table:
+                            self._delete_if_present(rule)
+                else:
+                    nat.create_chain(DOCKER_CHAIN)
             for rule in plan.jumps:
                 self._chain(rule.table, rule.chain).append_rule(self._build(rule))
 
@@ -210,15 +222,30 @@ class Firewall:
     def teardown(self, plan: BootPlan) -> list[str]:
         """Everything of the daemon's in the iptables tables, out: the boot rules and
         jumps, the DOCKER chain, every owned rule and chain (when switching backends)."""
+        plan = self._ours(plan)
         removed = [r.save_line() for r in (*plan.present, *plan.jumps) if self._present(r)]
-        with self._commit(NAT, FILTER, RAW):
+        with self._commit(*self._tables):
             for rule in (*plan.present, *plan.jumps):
                 self._delete_if_present(rule)
             _, extra = self._scan([], delete_extra=True)
-            for table, chain in ((NAT, DOCKER_CHAIN), *((FILTER, c) for c in OWN_FILTER_CHAINS)):
+            for table, chain in self._own_chains():
                 if self._tables[table].is_chain(chain):
                     self._tables[table].delete_chain(chain)
         return removed + extra
+
+    def _ours(self, plan: BootPlan) -> BootPlan:
+        """The plan's rules of the tables this firewall has (no ip6 ones without ``ipv6``)."""
+
+        def kept(rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+            return tuple(rule for rule in rules if rule.table in self._tables)
+
+        return BootPlan(kept(plan.absent), kept(plan.present), kept(plan.jumps))
+
+    def _own_chains(self) -> list[tuple[str, str]]:
+        """The chains that are the daemon's, all of their rules: DOCKER and isolation."""
+        nat = [(table, DOCKER_CHAIN) for table in (NAT, NAT6) if table in self._tables]
+        filters = [table for table in (FILTER, FILTER6) if table in self._tables]
+        return [*nat, *((table, chain) for table in filters for chain in OWN_FILTER_CHAINS)]
 
     # -- what this daemon owns ------------------------------------------------------------
 
@@ -230,17 +257,20 @@ class Firewall:
         desired rule counts as extra.  One scan of those chains: for boot and
         repair, not per operation.  The isolation jump ends up first in FORWARD.
         """
-        desired = list(desired)
-        with self._commit(NAT, FILTER, RAW):
+        desired = [rule for rule in desired if rule.table in self._tables]
+        with self._commit(*self._tables):
             missing, extra = self._scan(desired, delete_extra=True)
             for rule in missing:
                 self._insert(rule)
-            handle = self._tables[FILTER]
-            if ISOLATION_JUMP in desired and not self._jump_first(handle):
-                entry, mask = self._compiled(ISOLATION_JUMP)
-                handle.delete_entry("FORWARD", entry, mask)
-                handle.insert_entry("FORWARD", entry, 0)
-            self._drop_unused_chains(handle)
+            for jump in ISOLATION_JUMPS:
+                if jump.table not in self._tables:
+                    continue
+                handle = self._tables[jump.table]
+                if jump in desired and not self._jump_first(handle):
+                    entry, mask = self._compiled(jump)
+                    handle.delete_entry("FORWARD", entry, mask)
+                    handle.insert_entry("FORWARD", entry, 0)
+                self._drop_unused_chains(handle)
         return missing, extra
 
     def drift(self, plan: BootPlan, desired: Iterable[Rule]) -> tuple[list[Rule], list[str]]:
@@ -249,6 +279,8 @@ class Firewall:
         The boot and owned rules that are missing, and what is in our places that
         nothing owns.  Scans the chains: for ``verify``, not per operation.
         """
+        plan = self._ours(plan)
+        desired = [rule for rule in desired if rule.table in self._tables]
         with self._commit():
             for table in self._tables.values():
                 table.refresh()
@@ -272,12 +304,19 @@ class Firewall:
             wanted[key] += 1
         extra: list[str] = []
         shared = {  # chains of everyone's: which of their rules are ours
-            (FILTER, "FORWARD"): _is_tagged,
-            (NAT, "POSTROUTING"): _is_tagged,
-            (NAT, "OUTPUT"): _is_tagged,
-            (RAW, "PREROUTING"): _is_raw_guard,
+            place: ours
+            for place, ours in (
+                ((FILTER, "FORWARD"), _is_tagged),
+                ((NAT, "POSTROUTING"), _is_tagged),
+                ((NAT, "OUTPUT"), _is_tagged),
+                ((RAW, "PREROUTING"), _is_raw_guard),
+                ((FILTER6, "FORWARD"), _is_tagged),
+                ((NAT6, "POSTROUTING"), _is_tagged),
+                ((RAW6, "PREROUTING"), _is_raw_guard),
+            )
+            if place[0] in self._tables
         }
-        own = [(NAT, DOCKER_CHAIN), *((FILTER, chain) for chain in OWN_FILTER_CHAINS)]
+        own = self._own_chains()
         places = [*shared, *((t, c) for t, c in own if self._tables[t].is_chain(c))]
         for table, chain_name in places:
             chain = self._chain(table, chain_name)
@@ -303,6 +342,8 @@ class Firewall:
         The changes of each table go in one commit.  If a later table's commit fails,
         the earlier tables are put back as they were before raising FirewallError.
         """
+        insert = [rule for rule in insert if rule.table in self._tables]
+        delete = [rule for rule in delete if rule.table in self._tables]
         done: list[str] = []
         tables = sorted({r.table for r in (*insert, *delete)})
         try:
@@ -329,7 +370,7 @@ class Firewall:
         for rule in insert:
             if rule.table == table:
                 self._insert(rule)
-        if table == FILTER and ISOLATION_JUMP in delete:
+        if any(jump.table == table for jump in ISOLATION_JUMPS if jump in delete):
             self._drop_unused_chains(handle)
 
     def _insert(self, rule: Rule) -> None:
@@ -337,14 +378,16 @@ class Firewall:
         The raw table's guards are appended, as Docker 28 appends its own: below the
         cluster's exemption, which boot inserts at the top."""
         handle = self._tables[rule.table]
-        if rule.table == RAW:
+        if rule.table in (RAW, RAW6):
             handle.append_entry(rule.chain, self._compiled(rule)[0])
             return
-        if rule.table == FILTER and {rule.chain, rule.args[-1]} & set(OWN_FILTER_CHAINS):
+        if rule.table in (FILTER, FILTER6) and {rule.chain, rule.args[-1]} & set(OWN_FILTER_CHAINS):
             for name in OWN_FILTER_CHAINS:  # a rule in or a jump into one: both must exist
                 if not handle.is_chain(name):
                     handle.create_chain(name)
-        below_jump = rule.chain == "FORWARD" and rule != ISOLATION_JUMP and self._jump_first(handle)
+        below_jump = (
+            rule.chain == "FORWARD" and rule not in ISOLATION_JUMPS and self._jump_first(handle)
+        )
         entry, _ = self._compiled(rule)
         handle.insert_entry(rule.chain, entry, 1 if below_jump else 0)
 
@@ -397,7 +440,7 @@ class Firewall:
         rules read from the kernel.  Without it only xtables' own final checks run
         (see :meth:`_compile`).
         """
-        built = self._iptc.Rule()
+        built = self._iptc.Rule6() if rule.family == 6 else self._iptc.Rule()
         part: Any = None  # the match or target that --options belong to
         negate = False
         args = iter(rule.args)
@@ -458,7 +501,7 @@ def _is_guard(rule: Any) -> bool:
     (a container's address off its bridge, or a loopback port off lo)."""
     return (
         rule.target.name == "DROP"
-        and rule.dst.endswith("/255.255.255.255")
+        and rule.dst.endswith(("/255.255.255.255", "/128"))
         and rule.in_interface is not None
         and rule.in_interface.startswith("!")
     )
@@ -492,7 +535,7 @@ def _describe(chain: str, rule: Any) -> str:
         ("-o", rule.out_interface),
         ("-p", rule.protocol),
     ):
-        if value and value not in ("0.0.0.0/0.0.0.0", "ip"):
+        if value and value not in ("0.0.0.0/0.0.0.0", "::/0", "ip"):
             words.append(f"! {flag} {value[1:]}" if value.startswith("!") else f"{flag} {value}")
     for m in rule.matches:
         words.append(f"-m {m.name}")

@@ -67,6 +67,11 @@ SETS: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None]] = {
     # (the link's oifname is its bridge anyway: both ends are addresses of one network)
     "links": (("ifname", "ipv4_addr", "ipv4_addr", "inet_proto", "inet_service"), None),
     "links_reply": (("ifname", "ipv4_addr", "ipv4_addr", "inet_proto", "inet_service"), None),
+    # IPv6: the guards, and ports published on the default address of dual-stack endpoints
+    "endpoint_ips6": (("ipv6_addr",), None),
+    "endpoints6": (("ipv6_addr", "ifname"), None),
+    "dnat6_any": (("inet_proto", "inet_service"), ("ipv6_addr", "inet_service")),
+    "published_to6": (("ipv6_addr", "inet_proto", "inet_service"), None),
 }
 BASE_CHAINS = {
     "prerouting_raw": "type filter hook prerouting priority raw;",
@@ -77,15 +82,18 @@ BASE_CHAINS = {
 }
 CHAINS = ("published", "isolation1", "isolation2", "established", "networks")
 _PORT = "ip daddr . ip protocol . th dport"
+_PORT6 = "ip6 daddr . meta l4proto . th dport"
 #: The fixed rules, in their order (a chain's rules are evaluated in order).
 SKELETON = tuple(
     NftRule(chain, text)
     for chain, text in (
         ("prerouting_raw", "ip daddr @endpoint_ips ip daddr . iifname != @endpoints drop"),
+        ("prerouting_raw", "ip6 daddr @endpoint_ips6 ip6 daddr . iifname != @endpoints6 drop"),
         ("prerouting_raw", "ip daddr 127.0.0.0/8 iifname @localnet_bridges drop"),
         ("prerouting_raw", f'iifname != "lo" {_PORT} @loopback_guard drop'),
         ("prerouting_nat", "fib daddr type local jump published"),
         ("output_nat", "ip daddr != 127.0.0.0/8 fib daddr type local jump published"),
+        ("output_nat", "ip6 daddr != ::1 fib daddr type local jump published"),
         ("output_nat", f"ip daddr 127.0.0.0/8 dnat ip to {_PORT} map @loopback_at"),
         ("output_nat", "ip daddr 127.0.0.0/8 dnat ip to ip protocol . th dport map @loopback_any"),
         ("postrouting_nat", f"ip saddr 127.0.0.0/8 {_PORT} @loopback_masq masquerade"),
@@ -93,6 +101,8 @@ SKELETON = tuple(
         ("published", f"dnat ip to {_PORT} map @dnat_at"),
         ("published", "iifname . ip protocol . th dport vmap @skip_any"),
         ("published", "dnat ip to ip protocol . th dport map @dnat_any"),
+        ("published", "meta nfproto ipv6 iifname . meta l4proto . th dport vmap @skip_any"),
+        ("published", "dnat ip6 to meta l4proto . th dport map @dnat6_any"),
         ("forward", "jump isolation1"),
         (
             "forward",
@@ -105,6 +115,7 @@ SKELETON = tuple(
         ("forward", "jump established"),
         ("forward", "jump networks"),
         ("forward", f"{_PORT} @published_to accept"),
+        ("forward", f"{_PORT6} @published_to6 accept"),
     )
 )
 
@@ -185,7 +196,8 @@ def _add_rule(rule: NftRule) -> str:
 class NftFirewall:
     """The table ``inet dockernetd``, as the iptables Firewall's interface asks of it."""
 
-    def __init__(self, commit_times: CommitTimes | None = None) -> None:
+    def __init__(self, commit_times: CommitTimes | None = None, *, ipv6: bool = True) -> None:
+        self._ipv6 = ipv6  # without it, the IPv6 rules' items are left out (--ip6tables=false)
         try:
             self._nft = Nft()
         except NftError as exc:
@@ -208,7 +220,7 @@ class NftFirewall:
         left as it is (a restarted daemon keeps forwarding): reconcile, which follows,
         compares all of it with the boot rules included, in one read (any read of the
         table costs the whole table: ~0.3 s at 30,000 elements)."""
-        self._boot = plan
+        self._boot = plan = BootPlan(plan.absent, tuple(self._kept(plan.present)), plan.jumps)
         if table_exists(self._netlink):
             return
         self._run("\n".join(skeleton_commands(plan.present)), echo=True)
@@ -220,7 +232,7 @@ class NftFirewall:
         which at 30,000 elements costs four times the rebuild: so nothing is reported as
         added or removed (verify compares exactly; it reads)."""
         boot = self._boot.present if self._boot else ()
-        desired = list(desired)
+        desired = self._kept(desired)
         self._rebuild(boot, desired)
         self._uses = Counter(
             item for rule in (*boot, *desired) for item in rule.nft if isinstance(item, NftElement)
@@ -229,7 +241,7 @@ class NftFirewall:
 
     def drift(self, plan: BootPlan, desired: Iterable[Rule]) -> tuple[list[Rule], list[str]]:
         """What setup and reconcile would change, changing nothing."""
-        return self._compare([*plan.present, *desired])
+        return self._compare(self._kept([*plan.present, *desired]))
 
     def apply(self, insert: Sequence[Rule] = (), delete: Sequence[Rule] = ()) -> None:
         """One transaction: the elements and rules of ``delete`` out, ``insert``'s in.
@@ -239,6 +251,7 @@ class NftFirewall:
         with the last of them.  The elements of one set go in one command (libnftables
         parses a command per line: 1,000 lines of one element cost several times one
         line of 1,000)."""
+        insert, delete = self._kept(insert), self._kept(delete)
         lines: list[str] = []
         taken: Counter[NftRule] = Counter()
         delta: Counter[NftElement] = Counter()
@@ -284,6 +297,10 @@ class NftFirewall:
             if self._uses[element] <= 0:
                 del self._uses[element]
 
+    def _kept(self, rules: Iterable[Rule]) -> list[Rule]:
+        """The rules whose items this table holds: without ``ipv6``, the IPv4 ones."""
+        return [rule for rule in rules if self._ipv6 or rule.family == 4]
+
     def changed_by_others(self) -> bool:
         """Whether the ruleset changed since the daemon's last change (anyone's table)."""
         generation = self._read_generation()
@@ -295,13 +312,9 @@ class NftFirewall:
         """What the iptables backend left, if it ran before in this namespace: its rules
         and chains, deleted.  Legacy iptables is not touched where it never ran (its
         tables would be made by looking)."""
-        try:
-            with open("/proc/net/ip_tables_names", encoding="ascii") as f:
-                if not f.read().split():
-                    return []
-        except OSError:
+        if not _legacy_tables("ip"):
             return []
-        legacy = Firewall(self._commit_times)
+        legacy = Firewall(self._commit_times, ipv6=_legacy_tables("ip6"))
         try:
             return legacy.teardown(plan)
         finally:
@@ -414,6 +427,15 @@ class NftFirewall:
             return nfnetlink(self._netlink, message, family, payload, dump=dump)
         except OSError as exc:
             raise NftFirewallError(f"nfnetlink: {exc.strerror}") from None
+
+
+def _legacy_tables(family: str) -> bool:
+    """Whether legacy iptables (``ip``) or ip6tables (``ip6``) has tables here."""
+    try:
+        with open(f"/proc/net/{family}_tables_names", encoding="ascii") as f:
+            return bool(f.read().split())
+    except OSError:
+        return False
 
 
 def _element_commands(

@@ -45,11 +45,15 @@ class KernelContext:
     """The handles the worker thread owns, opened in that thread when first needed."""
 
     def __init__(
-        self, commit_times: CommitTimes | None = None, firewall_backend: str = "iptables"
+        self,
+        commit_times: CommitTimes | None = None,
+        firewall_backend: str = "iptables",
+        ipv6: bool = True,  # the firewall's IPv6 half (--ip6tables)
     ) -> None:
         self.netlink = Netlink()
         self._commit_times = commit_times
         self._firewall_backend = firewall_backend
+        self._ipv6 = ipv6
         self._firewall: FirewallBackend | None = None
         self._conntrack: ConntrackTable | None = None
 
@@ -59,9 +63,9 @@ class KernelContext:
             if self._firewall_backend == "nftables":
                 from .nftables import NftFirewall
 
-                self._firewall = NftFirewall(self._commit_times)
+                self._firewall = NftFirewall(self._commit_times, ipv6=self._ipv6)
             else:
-                self._firewall = Firewall(self._commit_times)
+                self._firewall = Firewall(self._commit_times, ipv6=self._ipv6)
         return self._firewall
 
     @property
