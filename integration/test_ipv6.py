@@ -19,7 +19,7 @@ def test_containers_of_a_dual_stack_network_talk_over_ipv6(host, make_daemon, co
     addresses = {a["local"] + "/" + str(a["prefixlen"]) for a in _ipv6_of(host, "docker0")}
     assert {"fd00:d0c:1::1/64", "fe80::1/64"} <= addresses
     assert host.sysctl("net/ipv6/conf/docker0/accept_dad") == "0"
-    assert host.sysctl("net/ipv6/conf/all/forwarding") == "0"  # until the firewall's IPv6 half
+    assert host.sysctl("net/ipv6/conf/all/forwarding") == "1"
     a_ns, a = container(daemon, "a")
     b_ns, b = container(daemon, "b")
     assert (a["ipv6"], a["ipv6_prefix_len"], a["ipv6_gateway"]) == (
@@ -93,9 +93,9 @@ def test_the_cni_plugin_passes_both_families_on(make_daemon, make_netns, process
     assert probe(first, "tcp", "fd00:d0c:1::3", 8080, "cni") == "c2:fd00:d0c:1::2:cni"
 
 
+@both_backends
 def test_two_dual_stack_networks_stay_apart_over_ipv6(host, make_daemon, make_netns, processes):
-    """Nothing routes IPv6 between bridges while the firewall has no IPv6 half: the
-    isolation between networks holds for IPv6 too."""
+    """IPv6 is routed, and the isolation between networks holds for it as for IPv4."""
     from netns import attach_container
 
     daemon = make_daemon("--ipv6", "--fixed-cidr-v6", SUBNET_V6)
@@ -106,6 +106,7 @@ def test_two_dual_stack_networks_stay_apart_over_ipv6(host, make_daemon, make_ne
     attach_container(host, ns_a, a)
     attach_container(host, ns_r, r)
     processes.append(start_echo_server(ns_r, "tcp", 8080, "red", ipv6=True))
+    assert host.sysctl("net/ipv6/conf/all/forwarding") == "1"
     assert probe(ns_a, "tcp", r["ipv6"], 8080, "x", timeout=1).startswith("ERR")
     assert probe(ns_r, "tcp", r["ipv6"], 8080, "self") == f"red:{r['ipv6']}:self"
 
@@ -171,3 +172,167 @@ def test_a_port_published_on_an_ipv6_address_is_the_proxys(
         ("2001:db8:a::1", 8081),
     }
     assert probe(outside, "tcp", "2001:db8:a::1", 8081, "d") == f"web:{gateway}:d"
+
+
+HOST_V6, OUTSIDE_V6 = "2001:db8:a::1", "2001:db8:a::2"
+
+
+def _wire_ipv6(host, outside):
+    host.ip("-6", "addr", "add", f"{HOST_V6}/64", "dev", "up0", "nodad")
+    outside.ip("-6", "addr", "add", f"{OUTSIDE_V6}/64", "dev", "eth0", "nodad")
+
+
+def _ip6tables(host) -> dict[str, list[str]]:
+    """nat, filter and raw of ip6tables-legacy-save: rules only."""
+    tables: dict[str, list[str]] = {}
+    table = ""
+    for line in host.exec("ip6tables-legacy-save").stdout.splitlines():
+        if line.startswith("*"):
+            table = line[1:]
+            tables[table] = []
+        elif line.startswith("-A "):
+            tables[table].append(line)
+    return tables
+
+
+@both_backends
+def test_outside_reaches_a_published_port_over_ipv6_with_its_address_kept(
+    host, outside, make_daemon, container, processes
+):
+    _wire_ipv6(host, outside)
+    daemon = make_daemon("--ipv6", "--fixed-cidr-v6", SUBNET_V6)
+    ns, web = container(daemon, "web")
+    processes.append(start_echo_server(ns, "tcp", 80, "web", ipv6=True))
+    processes.append(start_echo_server(ns, "tcp", 80, "web4"))  # the IPv6 one is IPv6 only
+    processes.append(start_echo_server(ns, "udp", 53, "dns", ipv6=True))
+    daemon.call("allocate_port", id="web", container_port=80, host_port=8080)
+    daemon.call("allocate_port", id="web", container_port=53, proto="udp", host_port=5353)
+    # DNAT to the container's IPv6 address: the client's own address arrives
+    assert probe(outside, "tcp", HOST_V6, 8080, "six") == f"web:{OUTSIDE_V6}:six"
+    assert probe(outside, "udp", HOST_V6, 5353, "q") == f"dns:{OUTSIDE_V6}:q"
+    assert probe(outside, "tcp", HOST_UPLINK, 8080, "four") == f"web4:{OUTSIDE}:four"
+    # the host's own ::1 through the proxy, which dials the container over IPv4
+    assert probe(host, "tcp", "::1", 8080, "lo") == f"web4:{web['gateway']}:lo"
+    # the container's address itself is not reachable from outside (Docker 28's guard)
+    outside.ip("-6", "route", "add", SUBNET_V6, "via", HOST_V6)
+    assert probe(outside, "tcp", web["ipv6"], 80, "direct", timeout=1).startswith("ERR")
+    daemon.call("release_interface", id="web")
+    assert probe(outside, "tcp", HOST_V6, 8080, "gone", timeout=1).startswith("ERR")
+
+
+@both_backends
+@pytest.mark.parametrize("ip_masq", [True, False])
+def test_a_container_reaches_the_world_over_ipv6_masqueraded_or_not(
+    host, outside, make_daemon, container, processes, ip_masq
+):
+    _wire_ipv6(host, outside)
+    # without masquerade the answers come to the container's address: direct routing
+    flags = () if ip_masq else ("--ip-masq=false", "--allow-direct-routing")
+    daemon = make_daemon("--ipv6", "--fixed-cidr-v6", SUBNET_V6, *flags)
+    ns, web = container(daemon, "web")
+    processes.append(start_echo_server(outside, "tcp", 9000, "world", ipv6=True))
+    if not ip_masq:  # the outside has to know the way back to the containers' subnet
+        outside.ip("-6", "route", "add", SUBNET_V6, "via", HOST_V6)
+    source = HOST_V6 if ip_masq else web["ipv6"]
+    assert probe(ns, "tcp", OUTSIDE_V6, 9000, "out") == f"world:{source}:out"
+
+
+def test_the_ipv6_rules_in_ip6tables_exactly_and_after_a_restart(
+    host, outside, make_daemon, container
+):
+    _wire_ipv6(host, outside)
+    daemon = make_daemon("--ipv6", "--fixed-cidr-v6", SUBNET_V6)
+    red = daemon.call("network_create", name="red", ipv6=True)
+    _, web = container(daemon, "web")
+    daemon.call("allocate_port", id="web", container_port=80, host_port=8080)
+    daemon.call("allocate_port", id="web", container_port=81, host_ip="127.0.0.1")  # IPv4 only
+    br, subnet = red["bridge"], red["subnet_v6"]
+    tag, iso = '-m comment --comment "dockernetd:net:red"', "DOCKER-ISOLATION-STAGE"
+    saved = _ip6tables(host)
+    assert saved["nat"] == [
+        "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER",
+        "-A OUTPUT ! -d ::1/128 -m addrtype --dst-type LOCAL -j DOCKER",
+        f"-A POSTROUTING -s {subnet} ! -o {br} {tag} -j MASQUERADE",
+        "-A POSTROUTING -s fd00:d0c:1::/64 ! -o docker0 -j MASQUERADE",
+        "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination "
+        f"[{web['ipv6']}]:80",
+    ]
+    assert saved["filter"] == [
+        '-A FORWARD -m comment --comment "dockernetd:isolation" -j DOCKER-ISOLATION-STAGE-1',
+        f"-A FORWARD -d {web['ipv6']}/128 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 "
+        '-m comment --comment "dockernetd:web" -j ACCEPT',
+        f"-A FORWARD -o {br} -m conntrack --ctstate RELATED,ESTABLISHED {tag} -j ACCEPT",
+        f"-A FORWARD -i {br} ! -o {br} {tag} -j ACCEPT",
+        f"-A FORWARD -i {br} -o {br} {tag} -j ACCEPT",
+        "-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        "-A FORWARD -i docker0 ! -o docker0 -j ACCEPT",
+        "-A FORWARD -i docker0 -o docker0 -j ACCEPT",
+        f"-A {iso}-1 -i {br} ! -o {br} -j {iso}-2",  # each inserted at the top, as IPv4's
+        f"-A {iso}-1 -i docker0 ! -o docker0 -j {iso}-2",
+        f"-A {iso}-2 -o {br} -j DROP",
+        f"-A {iso}-2 -o docker0 -j DROP",
+    ]
+    assert saved["raw"] == [f"-A PREROUTING -d {web['ipv6']}/128 ! -i docker0 -j DROP"]
+    assert daemon.call("verify") == {"drift": [], "repaired": False}
+    daemon.stop(signal.SIGKILL)
+    again = make_daemon("--ipv6", "--fixed-cidr-v6", SUBNET_V6)
+    assert _ip6tables(host) == saved
+    assert probe(outside, "tcp", HOST_V6, 8080, "again", timeout=1).startswith("ERR")  # no server
+    again.call("network_delete", name="red")
+    again.call("release_interface", id="web")
+    assert {t: rules for t, rules in _ip6tables(host).items() if rules} == {
+        "nat": [
+            "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER",
+            "-A OUTPUT ! -d ::1/128 -m addrtype --dst-type LOCAL -j DOCKER",
+            "-A POSTROUTING -s fd00:d0c:1::/64 ! -o docker0 -j MASQUERADE",
+        ],
+        "filter": [
+            "-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+            "-A FORWARD -i docker0 ! -o docker0 -j ACCEPT",
+            "-A FORWARD -i docker0 -o docker0 -j ACCEPT",
+        ],
+    }
+    assert f":{iso}-1" not in host.exec("ip6tables-legacy-save", "-t", "filter").stdout
+
+
+@both_backends
+def test_verify_repairs_a_flushed_ipv6_rule_and_a_restart_keeps_them(
+    host, outside, make_daemon, container, processes, firewall_backend
+):
+    _wire_ipv6(host, outside)
+    daemon = make_daemon("--ipv6", "--fixed-cidr-v6", SUBNET_V6, "--firewall-self-heal=false")
+    ns, web = container(daemon, "web")
+    processes.append(start_echo_server(ns, "tcp", 80, "web", ipv6=True))
+    daemon.call("allocate_port", id="web", container_port=80, host_port=8080)
+    assert probe(outside, "tcp", HOST_V6, 8080, "a") == f"web:{OUTSIDE_V6}:a"
+    if firewall_backend == "iptables":
+        host.exec("ip6tables-legacy", "-t", "nat", "-F", "DOCKER")
+        missing = {
+            "table": "ip6 nat",
+            "rule": "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 "
+            f"-j DNAT --to-destination [{web['ipv6']}]:80",
+        }
+    else:
+        host.exec("nft", "flush", "map", "inet", "dockernetd", "dnat6_any")
+        missing = {
+            "table": "inet dockernetd",
+            "rule": 'inet dockernetd skip_any: { "docker0" . tcp . 8080 : return }; '
+            f"inet dockernetd dnat6_any: {{ tcp . 8080 : {web['ipv6']} . 80 }}",
+        }
+    assert probe(outside, "tcp", HOST_V6, 8080, "b", timeout=1).startswith("ERR")
+    assert daemon.call("verify")["drift"] == [{"kind": "rule_missing", **missing}]
+    assert daemon.call("verify", repair=True)["repaired"] is True
+    assert daemon.call("verify") == {"drift": [], "repaired": False}
+    assert probe(outside, "tcp", HOST_V6, 8080, "c") == f"web:{OUTSIDE_V6}:c"
+    daemon.stop(signal.SIGKILL)
+    again = make_daemon("--ipv6", "--fixed-cidr-v6", SUBNET_V6)
+    assert again.call("verify") == {"drift": [], "repaired": False}
+    assert probe(outside, "tcp", HOST_V6, 8080, "d") == f"web:{OUTSIDE_V6}:d"
+
+
+def test_ip6tables_false_leaves_ip6tables_alone(host, make_daemon, container):
+    daemon = make_daemon("--ipv6", "--fixed-cidr-v6", SUBNET_V6, "--ip6tables=false")
+    container(daemon, "web")
+    daemon.call("allocate_port", id="web", container_port=80, host_port=8080)
+    assert not any(_ip6tables(host).values())
+    assert daemon.call("verify") == {"drift": [], "repaired": False}

@@ -1,5 +1,8 @@
 """iptables through python-iptables: apply, reconcile and delete :class:`~dockernetd.rules.Rule`.
 
+IPv4 only: the IPv6 rules go through the ip6tables tools (ip6tables.py says why); this
+class hands them on, in the same operations, and undoes both halves together.
+
 python-iptables writes the *legacy* x_tables (``iptables-legacy-save`` shows what it
 did), is not thread-safe (only the kernel worker may call this module), and
 rewrites a whole table on every commit; so every operation here is one commit per
@@ -26,28 +29,27 @@ import struct
 import sysconfig
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Protocol, TypeVar
 
 from ..metrics import CommitTimes
 from ..rules import (
     DOCKER_CHAIN,
     FILTER,
-    FILTER6,
-    IP6,
     ISOLATION_1,
-    ISOLATION_JUMPS,
+    ISOLATION_JUMP,
     NAT,
-    NAT6,
     OWN_FILTER_CHAINS,
     OWNER_TAG,
     RAW,
-    RAW6,
     STALE_JUMPS,
     BootPlan,
     Rule,
 )
+from .ip6tables import TABLES as IP6_TABLES
+from .ip6tables import Ip6tables, Ip6tablesError
 
+T = TypeVar("T")
 log = logging.getLogger("dockernetd.firewall")
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -118,7 +120,7 @@ class FirewallBackend(Protocol):
 
 
 class Firewall:
-    """Legacy iptables, and with ``ipv6`` legacy ip6tables (``ip6 nat`` and so on)."""
+    """Legacy iptables, and with ``ipv6`` legacy ip6tables (the rules of ``ip6`` tables)."""
 
     def __init__(self, commit_times: CommitTimes | None = None, *, ipv6: bool = True) -> None:
         self._commit_times = commit_times  # observed here, in the kernel thread only
@@ -127,14 +129,17 @@ class Firewall:
         import iptc  # a C library with global state: only here, only in the worker
 
         self._iptc = iptc
-        self._tables = {name: iptc.Table(name) for name in (NAT, FILTER, RAW)}
-        if ipv6:
-            self._tables |= {IP6 + name: iptc.Table6(name) for name in (NAT, FILTER, RAW)}
+        self._tables = {
+            NAT: iptc.Table(iptc.Table.NAT),
+            FILTER: iptc.Table(iptc.Table.FILTER),
+            RAW: iptc.Table(iptc.Table.RAW),
+        }
         for table in self._tables.values():
             table.autocommit = False  # we commit once per operation
         # python-iptables takes ~1 ms of Python to turn a rule into kernel bytes (and
         # again on delete); a published port's rules are compiled once.
         self._compiled = functools.lru_cache(maxsize=COMPILED_RULES)(self._compile)
+        self._ip6 = Ip6tables() if ipv6 else None
         self._info_sockets = {
             family: socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_RAW)
             for family in ((socket.AF_INET, socket.AF_INET6) if ipv6 else (socket.AF_INET,))
@@ -161,14 +166,16 @@ class Firewall:
         return changed
 
     def _table_sizes(self) -> tuple[tuple[int, int], ...]:
-        return tuple(self._table_size(name) for name in self._tables)
+        names = [*self._tables, *(IP6_TABLES if self._ip6 else ())]
+        return tuple(self._table_size(name) for name in names)
 
     def _table_size(self, name: str) -> tuple[int, int]:
         """(entries, bytes) of a table as the kernel holds it; (0, 0) if it is not loaded."""
-        ipv6, table = name.startswith(IP6), name.removeprefix(IP6)
+        family, table = name.split() if " " in name else ("ip", name)
         request = bytearray(_GET_INFO.pack(table.encode(), 0, *[0] * 10, 0, 0))
         size = ctypes.c_uint32(len(request))
         buffer = (ctypes.c_char * len(request)).from_buffer(request)
+        ipv6 = family == "ip6"
         fd = self._info_sockets[socket.AF_INET6 if ipv6 else socket.AF_INET].fileno()
         level = socket.IPPROTO_IPV6 if ipv6 else socket.IPPROTO_IP
         if _libc.getsockopt(fd, level, IPT_SO_GET_INFO, buffer, ctypes.byref(size)):
@@ -186,23 +193,24 @@ class Firewall:
         (:meth:`reconcile`).  Each table is one commit, so the jumps into DOCKER are
         never missing, not even for an instant.
         """
-        plan = self._ours(plan)
-        with self._commit(*sorted({r.table for r in (*plan.present, *plan.jumps)})):
+        plan, plan6 = _by_family(plan)
+        more = sorted({rule.table for rule in plan.present} - {NAT, FILTER})  # raw, in a cluster
+        with self._commit(NAT, FILTER, *more):
             for rule in plan.absent:
                 self._delete_if_present(rule)
             for rule in plan.present:
                 if not self._present(rule):
                     self._chain(rule.table, rule.chain).insert_rule(self._build(rule))
-            for table in sorted({rule.table for rule in plan.jumps}):  # nat, ip6 nat
-                nat = self._tables[table]
-                if nat.is_chain(DOCKER_CHAIN):  # jumps to it can only exist if it does
-                    for rule in STALE_JUMPS:
-                        if rule.table == table:
-                            self._delete_if_present(rule)
-                else:
-                    nat.create_chain(DOCKER_CHAIN)
+            nat = self._tables[NAT]
+            if nat.is_chain(DOCKER_CHAIN):  # jumps to it can only exist if it does
+                for rule in _split(STALE_JUMPS)[0]:
+                    self._delete_if_present(rule)
+            else:
+                nat.create_chain(DOCKER_CHAIN)
             for rule in plan.jumps:
                 self._chain(rule.table, rule.chain).append_rule(self._build(rule))
+        if self._ip6:
+            self._on_ip6(self._ip6.setup, plan6)
 
     def forget_other_backend(self, plan: BootPlan) -> list[str]:
         """What the nftables backend left, if it ran before: its table, deleted."""
@@ -222,30 +230,18 @@ class Firewall:
     def teardown(self, plan: BootPlan) -> list[str]:
         """Everything of the daemon's in the iptables tables, out: the boot rules and
         jumps, the DOCKER chain, every owned rule and chain (when switching backends)."""
-        plan = self._ours(plan)
+        plan, plan6 = _by_family(plan)
         removed = [r.save_line() for r in (*plan.present, *plan.jumps) if self._present(r)]
-        with self._commit(*self._tables):
+        if self._ip6:
+            removed += self._on_ip6(self._ip6.teardown, plan6)
+        with self._commit(NAT, FILTER, RAW):
             for rule in (*plan.present, *plan.jumps):
                 self._delete_if_present(rule)
             _, extra = self._scan([], delete_extra=True)
-            for table, chain in self._own_chains():
+            for table, chain in ((NAT, DOCKER_CHAIN), *((FILTER, c) for c in OWN_FILTER_CHAINS)):
                 if self._tables[table].is_chain(chain):
                     self._tables[table].delete_chain(chain)
         return removed + extra
-
-    def _ours(self, plan: BootPlan) -> BootPlan:
-        """The plan's rules of the tables this firewall has (no ip6 ones without ``ipv6``)."""
-
-        def kept(rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
-            return tuple(rule for rule in rules if rule.table in self._tables)
-
-        return BootPlan(kept(plan.absent), kept(plan.present), kept(plan.jumps))
-
-    def _own_chains(self) -> list[tuple[str, str]]:
-        """The chains that are the daemon's, all of their rules: DOCKER and isolation."""
-        nat = [(table, DOCKER_CHAIN) for table in (NAT, NAT6) if table in self._tables]
-        filters = [table for table in (FILTER, FILTER6) if table in self._tables]
-        return [*nat, *((table, chain) for table in filters for chain in OWN_FILTER_CHAINS)]
 
     # -- what this daemon owns ------------------------------------------------------------
 
@@ -257,21 +253,19 @@ class Firewall:
         desired rule counts as extra.  One scan of those chains: for boot and
         repair, not per operation.  The isolation jump ends up first in FORWARD.
         """
-        desired = [rule for rule in desired if rule.table in self._tables]
-        with self._commit(*self._tables):
+        desired, desired6 = _split(desired)
+        missing6, extra6 = self._on_ip6(self._ip6.reconcile, desired6) if self._ip6 else ([], [])
+        with self._commit(NAT, FILTER, RAW):
             missing, extra = self._scan(desired, delete_extra=True)
             for rule in missing:
                 self._insert(rule)
-            for jump in ISOLATION_JUMPS:
-                if jump.table not in self._tables:
-                    continue
-                handle = self._tables[jump.table]
-                if jump in desired and not self._jump_first(handle):
-                    entry, mask = self._compiled(jump)
-                    handle.delete_entry("FORWARD", entry, mask)
-                    handle.insert_entry("FORWARD", entry, 0)
-                self._drop_unused_chains(handle)
-        return missing, extra
+            handle = self._tables[FILTER]
+            if ISOLATION_JUMP in desired and not self._jump_first(handle):
+                entry, mask = self._compiled(ISOLATION_JUMP)
+                handle.delete_entry("FORWARD", entry, mask)
+                handle.insert_entry("FORWARD", entry, 0)
+            self._drop_unused_chains(handle)
+        return missing + missing6, extra + extra6
 
     def drift(self, plan: BootPlan, desired: Iterable[Rule]) -> tuple[list[Rule], list[str]]:
         """What :meth:`setup` and :meth:`reconcile` would change, changing nothing.
@@ -279,16 +273,17 @@ class Firewall:
         The boot and owned rules that are missing, and what is in our places that
         nothing owns.  Scans the chains: for ``verify``, not per operation.
         """
-        plan = self._ours(plan)
-        desired = [rule for rule in desired if rule.table in self._tables]
+        plan, plan6 = _by_family(plan)
+        desired, desired6 = _split(desired)
+        missing6, extra6 = self._on_ip6(self._ip6.drift, plan6, desired6) if self._ip6 else ([], [])
         with self._commit():
             for table in self._tables.values():
                 table.refresh()
             if not self._tables[NAT].is_chain(DOCKER_CHAIN):
-                return [*plan.present, *plan.jumps, *desired], []
+                return [*plan.present, *plan.jumps, *desired, *missing6], extra6
             boot = [r for r in (*plan.present, *plan.jumps) if not self._present(r)]
             missing, extra = self._scan(desired, delete_extra=False)
-            return boot + missing, extra
+            return boot + missing + missing6, extra + extra6
 
     def _scan(self, desired: Iterable[Rule], *, delete_extra: bool) -> tuple[list[Rule], list[str]]:
         """The desired rules not found, and what no desired rule accounts for.
@@ -304,19 +299,12 @@ class Firewall:
             wanted[key] += 1
         extra: list[str] = []
         shared = {  # chains of everyone's: which of their rules are ours
-            place: ours
-            for place, ours in (
-                ((FILTER, "FORWARD"), _is_tagged),
-                ((NAT, "POSTROUTING"), _is_tagged),
-                ((NAT, "OUTPUT"), _is_tagged),
-                ((RAW, "PREROUTING"), _is_raw_guard),
-                ((FILTER6, "FORWARD"), _is_tagged),
-                ((NAT6, "POSTROUTING"), _is_tagged),
-                ((RAW6, "PREROUTING"), _is_raw_guard),
-            )
-            if place[0] in self._tables
+            (FILTER, "FORWARD"): _is_tagged,
+            (NAT, "POSTROUTING"): _is_tagged,
+            (NAT, "OUTPUT"): _is_tagged,
+            (RAW, "PREROUTING"): _is_raw_guard,
         }
-        own = self._own_chains()
+        own = [(NAT, DOCKER_CHAIN), *((FILTER, chain) for chain in OWN_FILTER_CHAINS)]
         places = [*shared, *((t, c) for t, c in own if self._tables[t].is_chain(c))]
         for table, chain_name in places:
             chain = self._chain(table, chain_name)
@@ -342,8 +330,8 @@ class Firewall:
         The changes of each table go in one commit.  If a later table's commit fails,
         the earlier tables are put back as they were before raising FirewallError.
         """
-        insert = [rule for rule in insert if rule.table in self._tables]
-        delete = [rule for rule in delete if rule.table in self._tables]
+        insert, insert6 = _split(insert)
+        delete, delete6 = _split(delete)
         done: list[str] = []
         tables = sorted({r.table for r in (*insert, *delete)})
         try:
@@ -351,6 +339,8 @@ class Firewall:
                 with self._commit(table):
                     self._change(table, insert, delete)
                 done.append(table)
+            if self._ip6 and (insert6 or delete6):
+                self._on_ip6(self._ip6.apply, insert6, delete6)
         except FirewallError:
             for table in done:  # undo: the inverse change of what was committed
                 with contextlib.suppress(FirewallError), self._commit(table):
@@ -370,7 +360,7 @@ class Firewall:
         for rule in insert:
             if rule.table == table:
                 self._insert(rule)
-        if any(jump.table == table for jump in ISOLATION_JUMPS if jump in delete):
+        if table == FILTER and ISOLATION_JUMP in delete:
             self._drop_unused_chains(handle)
 
     def _insert(self, rule: Rule) -> None:
@@ -378,16 +368,14 @@ class Firewall:
         The raw table's guards are appended, as Docker 28 appends its own: below the
         cluster's exemption, which boot inserts at the top."""
         handle = self._tables[rule.table]
-        if rule.table in (RAW, RAW6):
+        if rule.table == RAW:
             handle.append_entry(rule.chain, self._compiled(rule)[0])
             return
-        if rule.table in (FILTER, FILTER6) and {rule.chain, rule.args[-1]} & set(OWN_FILTER_CHAINS):
+        if rule.table == FILTER and {rule.chain, rule.args[-1]} & set(OWN_FILTER_CHAINS):
             for name in OWN_FILTER_CHAINS:  # a rule in or a jump into one: both must exist
                 if not handle.is_chain(name):
                     handle.create_chain(name)
-        below_jump = (
-            rule.chain == "FORWARD" and rule not in ISOLATION_JUMPS and self._jump_first(handle)
-        )
+        below_jump = rule.chain == "FORWARD" and rule != ISOLATION_JUMP and self._jump_first(handle)
         entry, _ = self._compiled(rule)
         handle.insert_entry(rule.chain, entry, 1 if below_jump else 0)
 
@@ -405,6 +393,17 @@ class Firewall:
                 handle.delete_chain(chain)
 
     # -- helpers ------------------------------------------------------------------------
+
+    def _on_ip6(self, operation: Callable[..., T], *args: Any) -> T:
+        """An operation of the IPv6 half; its change is ours, not another program's."""
+        self._noticed |= self._table_sizes() != self._seen
+        try:
+            result = operation(*args)
+        except Ip6tablesError as exc:
+            raise FirewallError(f"ip6tables: {exc}") from exc
+        finally:
+            self._seen = self._table_sizes()
+        return result
 
     @contextlib.contextmanager
     def _commit(self, *tables: str) -> Iterator[None]:
@@ -440,7 +439,7 @@ class Firewall:
         rules read from the kernel.  Without it only xtables' own final checks run
         (see :meth:`_compile`).
         """
-        built = self._iptc.Rule6() if rule.family == 6 else self._iptc.Rule()
+        built = self._iptc.Rule()
         part: Any = None  # the match or target that --options belong to
         negate = False
         args = iter(rule.args)
@@ -486,6 +485,20 @@ class Firewall:
             self._chain(rule.table, rule.chain).delete_rule(self._build(rule))
 
 
+def _split(rules: Iterable[Rule]) -> tuple[list[Rule], list[Rule]]:
+    """IPv4's rules and IPv6's."""
+    rules = list(rules)
+    return [r for r in rules if r.family == 4], [r for r in rules if r.family == 6]
+
+
+def _by_family(plan: BootPlan) -> tuple[BootPlan, BootPlan]:
+    absent, present, jumps = _split(plan.absent), _split(plan.present), _split(plan.jumps)
+    return (
+        BootPlan(tuple(absent[0]), tuple(present[0]), tuple(jumps[0])),
+        BootPlan(tuple(absent[1]), tuple(present[1]), tuple(jumps[1])),
+    )
+
+
 def _is_tagged(rule: Any) -> bool:
     """Whether an iptc rule's comment says a dockernetd owns it."""
     return any(m.name == "comment" and str(m.comment).startswith(OWNER_TAG) for m in rule.matches)
@@ -501,7 +514,7 @@ def _is_guard(rule: Any) -> bool:
     (a container's address off its bridge, or a loopback port off lo)."""
     return (
         rule.target.name == "DROP"
-        and rule.dst.endswith(("/255.255.255.255", "/128"))
+        and rule.dst.endswith("/255.255.255.255")
         and rule.in_interface is not None
         and rule.in_interface.startswith("!")
     )
@@ -535,7 +548,7 @@ def _describe(chain: str, rule: Any) -> str:
         ("-o", rule.out_interface),
         ("-p", rule.protocol),
     ):
-        if value and value not in ("0.0.0.0/0.0.0.0", "::/0", "ip"):
+        if value and value not in ("0.0.0.0/0.0.0.0", "ip"):
             words.append(f"! {flag} {value[1:]}" if value.startswith("!") else f"{flag} {value}")
     for m in rule.matches:
         words.append(f"-m {m.name}")
