@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from dockernetd.client import Client  # noqa: E402
 
 _CLONE_NEWNET = 0x40000000
+IFA_F_NODAD = 0x02  # an address usable at once, as the daemon's plumbing adds it
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -173,7 +175,8 @@ def attach(
     """What a runtime does with allocate_interface's answer, over netlink.
 
     A veth pair, one end in the bridge, the other (eth0) in the container with
-    the MAC, address, MTU and default route the daemon gave; the host end's name.
+    the MAC, address, MTU and default route the daemon gave (for both families on a
+    dual-stack network); the host end's name.
     """
     veth = f"v{uuid.uuid4().hex[:10]}"
     ns_fd = container.fd()
@@ -189,8 +192,19 @@ def attach(
         eth0 = inside.link_lookup(ifname="eth0")[0]
         inside.link("set", index=eth0, address=iface["mac_address"], mtu=iface["mtu"])
         inside.addr("add", index=eth0, address=iface["ip"], prefixlen=iface["prefix_len"])
+        if "ipv6" in iface:
+            inside.addr(
+                "add",
+                index=eth0,
+                family=socket.AF_INET6,
+                address=iface["ipv6"],
+                prefixlen=iface["ipv6_prefix_len"],
+                flags=IFA_F_NODAD,
+            )
         inside.link("set", index=eth0, state="up")
         inside.route("add", dst="0.0.0.0/0", gateway=iface["gateway"])
+        if "ipv6" in iface:
+            inside.route("add", family=socket.AF_INET6, dst="::/0", gateway=iface["ipv6_gateway"])
     return veth
 
 

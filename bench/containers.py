@@ -48,6 +48,18 @@ def bench_containers() -> dict[str, Any]:
     out = {f"n_{count}": run_round(count) for count in (50, 200)}
     # the same without Docker 28's direct-access guard (one raw-table rule per container)
     out["n_200_direct_routing"] = run_round(200, "--allow-direct-routing")
+    # dual stack (both addresses configured, the IPv6 guard, DNAT and accept too) against
+    # IPv4 alone, measured one after the other for each backend
+    for backend in ("iptables", "nftables"):
+        plain = run_round(200, "--firewall-backend", backend)
+        dual = run_round(
+            200, "--firewall-backend", backend, "--ipv6", "--fixed-cidr-v6", "fd00:be:1::/64"
+        )
+        out[f"dual_stack_{backend}"] = {
+            "ipv4": plain,
+            "dual": dual,
+            "ratio": dual["setup"]["median_us"] / plain["setup"]["median_us"],
+        }
     print("containers (allocate_interface + veth into the bridge + one allocate_port; teardown)")
     for count in (50, 200):
         result = out[f"n_{count}"]
@@ -63,4 +75,8 @@ def bench_containers() -> dict[str, Any]:
             f"guarded/this {guard_cost:.2f}",
         )
     )
+    for backend in ("iptables", "nftables"):
+        pair = out[f"dual_stack_{backend}"]
+        print(row(f"  {backend}: IPv4 only", pair["ipv4"]["setup"]))
+        print(row(f"  {backend}: dual stack", pair["dual"]["setup"], f"ratio {pair['ratio']:.2f}"))
     return out

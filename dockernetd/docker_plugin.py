@@ -36,8 +36,8 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
-from typing import Any
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+from typing import Any, TypeVar
 
 import h11
 
@@ -54,8 +54,8 @@ from .errors import (
 from .handlers import Service
 from .httpserve import Answer, HttpServer
 from .jobs import Job, run_job
-from .netutil import parse_cidr, parse_ipv4
-from .network import Network
+from .netutil import parse_cidr
+from .network import HostAddress, Network
 
 log = logging.getLogger("dockernetd.docker")
 
@@ -95,14 +95,18 @@ class PluginError(ApiError):
     name = "invalid_params"
 
 
+Subnet = IPv4Network | IPv6Network
+
+
 @dataclass
 class PendingPool:
-    """A subnet promised by RequestPool whose network CreateNetwork has not made yet."""
+    """A subnet promised by RequestPool whose network CreateNetwork has not made yet
+    (an IPv4 pool, or with ``docker network create --ipv6`` an IPv6 one too)."""
 
-    subnet: IPv4Network
+    subnet: Subnet
     ip_range: IPv4Network | None
-    gateway: IPv4Address | None = None
-    reserved: set[IPv4Address] = field(default_factory=set)  # --aux-address
+    gateway: HostAddress | None = None
+    reserved: set[HostAddress] = field(default_factory=set)  # --aux-address
 
 
 CONTRACT = {method.name: method for method in METHODS}
@@ -112,7 +116,7 @@ def network_name(network_id: str) -> str:
     return f"docker-{network_id[:12]}"
 
 
-def pool_id(subnet: IPv4Network) -> str:
+def pool_id(subnet: Subnet) -> str:
     return f"{ADDRESS_SPACE}/{subnet}"
 
 
@@ -197,8 +201,12 @@ class DockerPlugin:
 
     async def request_pool(self, request: dict[str, Any]) -> dict[str, Any]:
         if request.get("V6"):
-            raise PluginError("dockernetd does not serve IPv6 pools yet")
-        held = [(p.subnet, f"pool {p.subnet} being created") for p in self._pending.values()]
+            return self._request_pool_v6(request)
+        held = [
+            (p.subnet, f"pool {p.subnet} being created")
+            for p in self._pending.values()
+            if isinstance(p.subnet, IPv4Network)
+        ]
         if request.get("Pool"):
             subnet = _subnet(request["Pool"], "Pool")
             clash = next((why for taken, why in held if taken.overlaps(subnet)), None)
@@ -216,23 +224,51 @@ class DockerPlugin:
         self._pending[pool_id(subnet)] = PendingPool(subnet, ip_range)
         return {"PoolID": pool_id(subnet), "Pool": str(subnet), "Data": {}}
 
+    def _request_pool_v6(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A network's IPv6 subnet: the one asked for, or the next unique-local /64."""
+        if request.get("SubPool"):
+            raise PluginError("dockernetd hands out IPv6 addresses from the whole subnet")
+        held = [p.subnet for p in self._pending.values() if isinstance(p.subnet, IPv6Network)]
+        if request.get("Pool"):
+            try:
+                subnet = IPv6Network(str(request["Pool"]))
+            except ValueError:
+                raise PluginError(f"Pool {request['Pool']!r} is not an IPv6 subnet") from None
+            other = self._service.overlapping_v6(subnet)
+            clash = next((taken for taken in held if taken.overlaps(subnet)), None)
+            if other is not None or clash is not None:
+                raise PluginError(
+                    "Pool overlaps with other one on this address space: "
+                    + (f"network {other.name}" if other else f"pool {clash} being created")
+                )
+        else:
+            subnet = self._service.free_subnet_v6(held)
+        self._pending[pool_id(subnet)] = PendingPool(subnet, None)
+        return {"PoolID": pool_id(subnet), "Pool": str(subnet), "Data": {}}
+
     async def release_pool(self, request: dict[str, Any]) -> dict[str, Any]:
         self._pending.pop(_text(request, "PoolID"), None)
         return {}
 
     async def request_address(self, request: dict[str, Any]) -> dict[str, Any]:
         pool = _text(request, "PoolID")
-        wanted = parse_ipv4(request["Address"]) if request.get("Address") else None
+        wanted = _address(request["Address"]) if request.get("Address") else None
         gateway = GATEWAY_REQUEST in (request.get("Options") or {}).items()
         network = self._network_of_pool(pool)
         if network is not None:
+            spec = network.spec
+            ipv6 = spec.gateway_v6 is not None and pool == pool_id(spec.gateway_v6.network)
+            interface = spec.gateway_v6 if ipv6 and spec.gateway_v6 else spec.gateway
+            address: HostAddress
             if gateway:
-                address = network.spec.gateway.ip
+                address = interface.ip
                 if wanted not in (None, address):
                     raise PluginError(f"the gateway of {pool} is {address}, not {wanted}")
+            elif ipv6:
+                address = network.reserve_v6(_of_family(wanted, IPv6Address, pool))
             else:
-                address = network.reserve(wanted)
-            return {"Address": f"{address}/{network.spec.subnet.prefixlen}", "Data": {}}
+                address = network.reserve(_of_family(wanted, IPv4Address, pool))
+            return {"Address": f"{address}/{interface.network.prefixlen}", "Data": {}}
         pending = self._pending.get(pool)
         if pending is None:
             raise PluginError(f"unknown pool {pool}")
@@ -252,7 +288,7 @@ class DockerPlugin:
     async def release_address(self, request: dict[str, Any]) -> dict[str, Any]:
         pool = _text(request, "PoolID")
         if request.get("Address"):
-            address = parse_ipv4(request["Address"])
+            address = _address(request["Address"])
             network = self._network_of_pool(pool)
             if network is not None:
                 network.unreserve(address)  # an endpoint's own address goes with it
@@ -261,34 +297,41 @@ class DockerPlugin:
         return {}
 
     def _network_of_pool(self, pool: str) -> Network | None:
-        networks = self._service.networks
-        return next((n for n in networks if pool_id(n.spec.subnet) == pool), None)
+        """The network of an IPv4 pool, or of the IPv6 pool of a dual-stack network."""
+        for network in self._service.networks:
+            subnets = (network.spec.subnet, network.spec.subnet_v6)
+            if pool in (pool_id(subnet) for subnet in subnets if subnet is not None):
+                return network
+        return None
 
     # -- networks -------------------------------------------------------------------------
 
     async def create_network(self, request: dict[str, Any]) -> dict[str, Any]:
         network_id = _text(request, "NetworkID")
-        if request.get("IPv6Data"):
-            raise PluginError("dockernetd does not serve IPv6 networks yet")
-        ipv4 = request.get("IPv4Data") or []
+        ipv4, ipv6 = request.get("IPv4Data") or [], request.get("IPv6Data") or []
         if len(ipv4) != 1:
             raise PluginError(f"a dockernetd network has one IPv4 subnet, not {len(ipv4)}")
-        subnet = _subnet(ipv4[0].get("Pool"), "Pool")
-        pending = self._pending.pop(pool_id(subnet), None)
+        if len(ipv6) > 1:
+            raise PluginError(f"a dockernetd network has one IPv6 subnet, not {len(ipv6)}")
+        pools = [pool_id(_subnet(ipv4[0].get("Pool"), "Pool"))]
+        if ipv6:
+            pools.append(pool_id(_subnet_v6(ipv6[0].get("Pool"))))
+        pending = {pool: self._pending.pop(pool) for pool in pools if pool in self._pending}
         try:
+            params = _network_params(request, pending.get(pools[0]), pending.get(pools[-1]))
             await self._service.network_create(
-                **check_params(CONTRACT["network_create"], _network_params(request, pending)),
-                id=network_id,
+                **check_params(CONTRACT["network_create"], params), id=network_id
             )
         except BaseException:
-            if pending is not None:
-                self._pending[pool_id(subnet)] = pending  # Docker releases it as it unwinds
+            self._pending |= pending  # Docker releases them as it unwinds
             raise
-        if pending is not None:
-            network = self._service.networks.get(network_name(network_id))
-            for address in pending.reserved:
-                # one outside the range handed out, or the gateway, needs no holding
-                with contextlib.suppress(IpOutOfRange, IpAlreadyAllocated):
+        network = self._service.networks.get(network_name(network_id))
+        for address in (a for pool in pending.values() for a in pool.reserved):
+            # one outside the range handed out, or the gateway, needs no holding
+            with contextlib.suppress(IpOutOfRange, IpAlreadyAllocated):
+                if isinstance(address, IPv6Address):
+                    network.reserve_v6(address)
+                else:
                     network.reserve(address)
         return {}
 
@@ -306,24 +349,34 @@ class DockerPlugin:
         name = network_name(_text(request, "NetworkID"))
         endpoint_id = _text(request, "EndpointID")
         interface = request.get("Interface") or {}
-        if interface.get("AddressIPv6"):
-            raise PluginError("dockernetd does not serve IPv6 addresses yet")
         ip = parse_cidr(interface["Address"]).ip if interface.get("Address") else None
+        ipv6 = interface.get("AddressIPv6") or None
         mac = interface.get("MacAddress") or None
         params = {"id": endpoint_id, "network": name}
         if ip is not None:
             params["requested_ip"] = str(ip)
+        if ipv6 is not None:
+            params["requested_ipv6"] = str(ipv6).split("/")[0]
         if mac is not None:
             params["requested_mac"] = mac
         checked = check_params(CONTRACT["allocate_interface"], params)
         described = await self._service.attach(
-            endpoint_id, name, None, checked["requested_ip"], checked["requested_mac"]
+            endpoint_id,
+            name,
+            None,
+            checked["requested_ip"],
+            checked["requested_mac"],
+            checked["requested_ipv6"],
         )
+        # Docker keeps what it gave; the answer adds only what it did not
+        added: dict[str, str] = {}
         if ip is None:
-            return {"Interface": {"Address": f"{described['ip']}/{described['prefix_len']}"}}
-        if mac is None:  # Docker keeps what it gave; the answer adds only what it did not
-            return {"Interface": {"MacAddress": described["mac_address"]}}
-        return {}
+            added["Address"] = f"{described['ip']}/{described['prefix_len']}"
+        if ipv6 is None and "ipv6" in described:
+            added["AddressIPv6"] = f"{described['ipv6']}/{described['ipv6_prefix_len']}"
+        if mac is None and ip is not None:
+            added["MacAddress"] = described["mac_address"]
+        return {"Interface": added} if added else {}
 
     async def endpoint_info(self, request: dict[str, Any]) -> dict[str, Any]:
         network = self._service.networks.get(network_name(_text(request, "NetworkID")))
@@ -349,10 +402,13 @@ class DockerPlugin:
         name = network_name(_text(request, "NetworkID"))
         attachment = await self._service.hand_over(_text(request, "EndpointID"), name)
         spec = self._service.networks.get(name).spec
-        return {
+        joined = {
             "InterfaceName": {"SrcName": attachment.ifname, "DstPrefix": "eth"},
             "Gateway": str(spec.gateway.ip),
         }
+        if spec.gateway_v6 is not None:
+            joined["GatewayIPv6"] = str(spec.gateway_v6.ip)
+        return joined
 
     async def leave(self, request: dict[str, Any]) -> dict[str, Any]:
         name = network_name(_text(request, "NetworkID"))
@@ -371,10 +427,7 @@ class DockerPlugin:
             proto = PROTOCOLS.get(binding.get("Proto"))
             if proto is None:
                 raise PluginError(f"dockernetd publishes tcp and udp ports, not {binding}")
-            host_ip = binding.get("HostIP") or None
-            if host_ip is not None and ":" in host_ip:
-                log.warning("%s: IPv6 binding %s not published (IPv4 only)", name, binding)
-                continue
+            host_ip = binding.get("HostIP") or None  # IPv6 too: then the proxy publishes it
             first = int(binding.get("HostPort") or 0)
             last = max(first, int(binding.get("HostPortEnd") or 0))
             await self._publish_one(endpoint_id, name, proto, host_ip, first, last, binding)
@@ -443,6 +496,30 @@ def _subnet(text: Any, key: str) -> IPv4Network:
         raise PluginError(f"{key} {text!r} is not an IPv4 subnet") from None
 
 
+def _subnet_v6(text: Any) -> IPv6Network:
+    try:
+        return IPv6Network(str(text))
+    except ValueError:
+        raise PluginError(f"Pool {text!r} is not an IPv6 subnet") from None
+
+
+def _address(text: Any) -> HostAddress:
+    """An address as IPAM gets it: ``10.0.0.2`` or ``fd00::2``, maybe with a prefix."""
+    try:
+        return ip_address(str(text).split("/")[0])
+    except ValueError:
+        raise PluginError(f"Address {text!r} is not an IP address") from None
+
+
+Family = TypeVar("Family", IPv4Address, IPv6Address)
+
+
+def _of_family(address: HostAddress | None, family: type[Family], pool: str) -> Family | None:
+    if address is None or isinstance(address, family):
+        return address
+    raise PluginError(f"Address {address} is not of pool {pool}'s family")
+
+
 def _option_flag(value: Any, key: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -453,7 +530,9 @@ def _option_flag(value: Any, key: str) -> bool:
     raise PluginError(f"{key} {value!r} is not true or false")
 
 
-def _network_params(request: dict[str, Any], pending: PendingPool | None) -> dict[str, Any]:
+def _network_params(
+    request: dict[str, Any], pending: PendingPool | None, pending_v6: PendingPool | None
+) -> dict[str, Any]:
     """network_create's params (as a JSON-RPC call has them) from CreateNetwork's request."""
     [ipv4] = request["IPv4Data"]
     options = request.get("Options") or {}
@@ -469,6 +548,12 @@ def _network_params(request: dict[str, Any], pending: PendingPool | None) -> dic
         params["gateway"] = str(pending.gateway)
     if pending is not None and pending.ip_range is not None:
         params["ip_range"] = str(pending.ip_range)
+    for ipv6 in request.get("IPv6Data") or []:
+        params["subnet_v6"] = ipv6["Pool"]
+        if ipv6.get("Gateway"):
+            params["gateway_v6"] = str(_address(ipv6["Gateway"]))
+        elif pending_v6 is not None and pending_v6.gateway is not None:
+            params["gateway_v6"] = str(pending_v6.gateway)
     return params
 
 

@@ -79,7 +79,7 @@ class Driver:
         """How many rules the daemon owns in each table, the boot plan's too: what verify checks."""
         plan = boot_plan(self.default.spec)
         return Counter(rule.table for rule in (*plan.present, *plan.jumps)) + owned_rule_counts(
-            self.networks, len(self.links.active), direct_access=self.guards_direct_access
+            self.networks, self.links.active, direct_access=self.guards_direct_access
         )
 
 

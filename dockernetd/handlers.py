@@ -21,7 +21,7 @@ import os
 import secrets
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from ipaddress import (
     IPv4Address,
@@ -77,6 +77,7 @@ from .network import (
 )
 from .networks import Networks
 from .pools import choose_subnet, choose_subnet_v6, machine_ula
+from .rules import link_rules
 from .state import (
     Joined,
     Left,
@@ -268,12 +269,9 @@ class Service:
             raise InvalidParams("Bad parameter: gateway_v6 needs subnet_v6", param="gateway_v6")
         if not ipv6 and subnet is None:
             return None
-        in_use = [n.spec.subnet_v6 for n in self.networks if n.spec.subnet_v6 is not None]
         if subnet is None:
-            subnet = choose_subnet_v6(machine_ula(), in_use)
-            if subnet is None:
-                raise NoFreeSubnet("IPv6")
-        elif other := next((n for n in self.networks if _overlaps_v6(n, subnet)), None):
+            subnet = self.free_subnet_v6()
+        elif other := self.overlapping_v6(subnet):
             raise PoolOverlap(str(subnet), other.name)
         address = gateway or subnet.network_address + 1
         if address not in subnet or address == subnet.network_address:
@@ -282,6 +280,19 @@ class Service:
                 param="gateway_v6",
             )
         return IPv6Interface((address, subnet.prefixlen))
+
+    def free_subnet_v6(self, held: Iterable[IPv6Network] = ()) -> IPv6Network:
+        """The next /64 of the machine's unique-local /48 that no network and nothing of
+        ``held`` (subnets promised but not yet networks) has."""
+        in_use = [n.spec.subnet_v6 for n in self.networks if n.spec.subnet_v6 is not None]
+        subnet = choose_subnet_v6(machine_ula(), [*in_use, *held])
+        if subnet is None:
+            raise NoFreeSubnet("IPv6")
+        return subnet
+
+    def overlapping_v6(self, subnet: IPv6Network) -> Network | None:
+        """The network whose IPv6 subnet overlaps ``subnet``, if one does."""
+        return next((n for n in self.networks if _overlaps_v6(n, subnet)), None)
 
     async def free_subnet(
         self, purpose: str, held: list[tuple[IPv4Network, str]] | None = None
@@ -602,18 +613,21 @@ class Service:
         adding = action in ADD_ACTIONS
         async with self._gate.change():
             bridge = net.spec.bridge
+            by_ip = {e.ip: e.ipv6 for e in net.endpoints.values() if e.ipv6 is not None}
+            parent_v6, child_v6 = by_ip.get(parent_ip), by_ip.get(child_ip)
+            both = (parent_v6, child_v6) if parent_v6 and child_v6 else None
             changed = await driver.links.link(
-                net.name, bridge, adding, parent_ip, child_ip, ports, ignore_errors
+                net.name, bridge, adding, parent_ip, child_ip, ports, ignore_errors, both
             )
 
             async def undo() -> None:
                 await driver.links.link(
-                    net.name, bridge, not adding, parent_ip, child_ip, ports, ignore_errors=True
+                    net.name, bridge, not adding, parent_ip, child_ip, ports, True, both
                 )
 
             kind = Linked if adding else Unlinked
             await self._record_or_undo([kind(link) for link in changed], undo)
-        return {"rules": 2 * len(changed)}
+        return {"rules": sum(len(link_rules(bridge, link)) for link in changed)}
 
     # -- the state file -------------------------------------------------------------------
 

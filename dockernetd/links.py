@@ -11,7 +11,7 @@ still go through.
 from __future__ import annotations
 
 import logging
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from .errors import FirewallFailed, InvalidParams
 from .kernel.worker import KernelWorker
@@ -48,14 +48,18 @@ class Links:
         child: IPv4Address,
         ports: list[str],
         ignore_errors: bool,
+        addresses_v6: tuple[IPv6Address, IPv6Address] | None = None,
     ) -> list[Link]:
-        """Add or remove the rules of every port; the links that changed (2 rules each)."""
+        """Add or remove the rules of every port; the links that changed (2 rules each, 4
+        with the containers' IPv6 ``addresses_v6``, parent's and child's)."""
         parsed = [parse_port(p) for p in ports]  # all checked before any change
         changed = []
         for proto, port in parsed:
-            link = Link(network, parent, child, proto, port)
+            link = Link(network, parent, child, proto, port, *(addresses_v6 or (None, None)))
             if adding and link in self.active:
                 continue  # already linked: adding again must not duplicate the rules
+            if not adding:  # the link as it was made: its IPv6 addresses say its rules
+                link = next((held for held in self.active if held == link), link)
             pair = link_rules(bridge, link)
             try:
                 # inserted to-child first, so the reply rule ends up above it, as Docker's -I

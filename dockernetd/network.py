@@ -74,22 +74,31 @@ class PortMapping:
 
 @dataclass(frozen=True)
 class Link:
-    """A parent container reaching a child's port on one network (Docker's ``--link``)."""
+    """A parent container reaching a child's port on one network (Docker's ``--link``).
+
+    A link is named by its IPv4 addresses (Docker 1.x's link job); on a dual-stack
+    network it holds the two containers' IPv6 addresses too, found when it was made, so
+    that its IPv6 rules are the same ones when it is removed or restored."""
 
     network: str
     parent: IPv4Address
     child: IPv4Address
     proto: str
     port: int
+    parent_v6: IPv6Address | None = field(default=None, compare=False)
+    child_v6: IPv6Address | None = field(default=None, compare=False)
 
     def public(self) -> dict[str, Any]:
-        return {
+        shown: dict[str, Any] = {
             "network": self.network,
             "parent": str(self.parent),
             "child": str(self.child),
             "proto": self.proto,
             "port": self.port,
         }
+        if self.parent_v6 is not None and self.child_v6 is not None:
+            shown |= {"parent_v6": str(self.parent_v6), "child_v6": str(self.child_v6)}
+        return shown
 
 
 @dataclass(frozen=True)
@@ -206,7 +215,7 @@ class Network:
         self.ips = IpAllocator(spec.gateway, spec.ip_range)
         self.ips_v6 = Ip6Allocator(spec.gateway_v6) if spec.gateway_v6 else None
         self.endpoints: dict[str, Endpoint] = {}  # by container id, oldest first
-        self.reserved: set[IPv4Address] = set()  # held for endpoints still to come
+        self.reserved: set[HostAddress] = set()  # held for endpoints still to come
 
     @property
     def name(self) -> str:
@@ -231,7 +240,7 @@ class Network:
                 "cannot be given",
                 param="requested_ipv6",
             )
-        ipv6 = self.ips_v6.request(requested_ipv6) if self.ips_v6 else None
+        ipv6 = self._take_v6(requested_ipv6) if self.ips_v6 else None
         try:
             if requested_ip is not None and requested_ip in self.reserved:
                 self.reserved.remove(requested_ip)
@@ -247,6 +256,13 @@ class Network:
         self.endpoints[container_id] = endpoint
         return endpoint, True
 
+    def _take_v6(self, requested: IPv6Address | None) -> IPv6Address:
+        assert self.ips_v6 is not None
+        if requested is not None and requested in self.reserved:
+            self.reserved.remove(requested)
+            return requested
+        return self.ips_v6.request(requested)
+
     def reserve(self, ip: IPv4Address | None = None) -> IPv4Address:
         """Hold an address (``ip``, or the next free one) for an endpoint still to come:
         the endpoint that asks for it by ``requested_ip`` takes it over (Docker's IPAM
@@ -255,11 +271,23 @@ class Network:
         self.reserved.add(ip)
         return ip
 
-    def unreserve(self, ip: IPv4Address) -> None:
+    def reserve_v6(self, ip: IPv6Address | None = None) -> IPv6Address:
+        """The same for an IPv6 address, taken over by ``requested_ipv6``."""
+        if self.ips_v6 is None:
+            raise InvalidParams(f"network {self.name} has no IPv6 subnet", param="ipv6")
+        ip = self.ips_v6.request(ip)
+        self.reserved.add(ip)
+        return ip
+
+    def unreserve(self, ip: HostAddress) -> None:
         """Free a held address no endpoint took; any other address is left alone."""
         if ip in self.reserved:
             self.reserved.remove(ip)
-            self.ips.release(ip)
+            if isinstance(ip, IPv6Address):
+                assert self.ips_v6 is not None  # only a dual-stack network holds one
+                self.ips_v6.release(ip)
+            else:
+                self.ips.release(ip)
 
     def endpoint(self, container_id: str, *, releasing: bool = False) -> Endpoint:
         try:

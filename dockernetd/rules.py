@@ -152,6 +152,7 @@ def boot_plan(spec: NetworkSpec) -> BootPlan:
             present.append(_masquerade_v6(spec))
         present += map(_ipv6_twin, forwarding)
         absent.append(_ipv6_twin(absent[0]))
+        (absent if icc else present).extend(_neighbour_discovery(bridge))
     return BootPlan(absent=tuple(absent), present=tuple(present), jumps=DOCKER_JUMPS)
 
 
@@ -159,6 +160,22 @@ def _ipv6_twin(rule: Rule) -> Rule:
     """The same rule in ip6tables, for a rule that names interfaces, not addresses.  Its
     nftables form is the IPv4 rule's: the table ``inet dockernetd`` holds both families."""
     return dataclasses.replace(rule, table=IP6 + rule.table, nft=())
+
+
+def _neighbour_discovery(bridge: str, tag: str = "") -> list[Rule]:
+    """With icc off, containers still find each other's link-layer addresses: IPv4's ARP
+    passes no IP hook, but IPv6's neighbour solicitations and advertisements are ICMPv6,
+    which the bridge hands to ip6tables (br_netfilter) and the icc DROP would eat; above
+    it, these two accepts.  (nftables: a rule of the skeleton, for every bridge.)"""
+    return [
+        _rule(
+            FILTER6,
+            "FORWARD",
+            f"-i {bridge} -o {bridge} -p ipv6-icmp -m icmp6 --icmpv6-type {kind} -j ACCEPT",
+            tag,
+        )
+        for kind in (135, 136)  # neighbour solicitation, advertisement
+    ]
 
 
 def _masquerade(spec: NetworkSpec, tag: str = "") -> Rule:
@@ -408,8 +425,9 @@ def mapping_rules_v6(bridge: str, endpoint: Endpoint, mapping: PortMapping) -> l
     return [dataclasses.replace(dnat, nft=nft), forward]
 
 
-def link_rules(bridge: str, link: Link) -> tuple[Rule, Rule]:
-    """Parent to child's port, and the child's answers back (Docker inserts both with -I)."""
+def link_rules(bridge: str, link: Link) -> list[Rule]:
+    """Parent to child's port, and the child's answers back (Docker inserts both with -I);
+    the same for their IPv6 addresses on a dual-stack network."""
     parent, child, proto, port = str(link.parent), str(link.child), link.proto, str(link.port)
     to_child = _rule(
         FILTER,
@@ -427,7 +445,29 @@ def link_rules(bridge: str, link: Link) -> tuple[Rule, Rule]:
         LINK_TAG,
         NftElement("links_reply", (bridge, child, parent, proto, port)),
     )
-    return to_child, to_parent
+    if link.parent_v6 is None or link.child_v6 is None:
+        return [to_child, to_parent]
+    parent6, child6 = str(link.parent_v6), str(link.child_v6)
+    return [
+        to_child,
+        to_parent,
+        _rule(
+            FILTER6,
+            "FORWARD",
+            f"-s {parent6}/128 -d {child6}/128 -i {bridge} -o {bridge} -p {proto} -m {proto} "
+            f"--dport {port} -j ACCEPT",
+            LINK_TAG,
+            NftElement("links6", (bridge, parent6, child6, proto, port)),
+        ),
+        _rule(
+            FILTER6,
+            "FORWARD",
+            f"-s {child6}/128 -d {parent6}/128 -i {bridge} -o {bridge} -p {proto} -m {proto} "
+            f"--sport {port} -j ACCEPT",
+            LINK_TAG,
+            NftElement("links6_reply", (bridge, child6, parent6, proto, port)),
+        ),
+    ]
 
 
 def network_rules(spec: NetworkSpec) -> tuple[Rule, ...]:
@@ -451,6 +491,8 @@ def network_rules(spec: NetworkSpec) -> tuple[Rule, ...]:
         if spec.ip_masq and not spec.internal:
             rules.append(_masquerade_v6(spec, tag))
         rules += map(_ipv6_twin, forwarding)
+        if not spec.icc:
+            rules += _neighbour_discovery(bridge, tag)
     return tuple(rules)
 
 
@@ -565,7 +607,7 @@ def owned_rules(
 
 
 def owned_rule_counts(
-    networks: Iterable[Network], links: int, *, direct_access: bool
+    networks: Iterable[Network], links: Iterable[Link], *, direct_access: bool
 ) -> Counter[str]:
     """How many rules :func:`owned_rules` holds in each table, from the shapes of the
     mapping rules rather than built (5,000 mappings' rules take ~35 ms to build)."""
@@ -585,10 +627,12 @@ def owned_rule_counts(
     ]
     raw = guarded + (len(endpoints) if direct_access else 0)
     raw6 = sum(e.ipv6 is not None for e in endpoints) if direct_access else 0
+    links = list(links)
+    links_v6 = sum(link.parent_v6 is not None and link.child_v6 is not None for link in links)
     return (
         Counter(rule.table for rule in fixed)
         + Counter({RAW: raw, NAT: 2 * local_paths, RAW6: raw6})
-        + Counter({NAT6: both_families, FILTER6: both_families})
+        + Counter({NAT6: both_families, FILTER6: both_families + 2 * links_v6})
         + Counter({t: n * len(mappings) for t, n in Counter(MAPPING_RULE_TABLES).items()})
-        + Counter({t: n * links for t, n in Counter(LINK_RULE_TABLES).items()})
+        + Counter({t: n * len(links) for t, n in Counter(LINK_RULE_TABLES).items()})
     )

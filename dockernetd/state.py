@@ -206,6 +206,8 @@ def from_json(obj: dict[str, Any]) -> Record:
             parse_ipv4(_text(obj["child"])),
             _proto(obj["proto"]),
             _port(obj["port"]),
+            IPv6Address(_text(obj["parent_v6"])) if "parent_v6" in obj else None,
+            IPv6Address(_text(obj["child_v6"])) if "child_v6" in obj else None,
         )
         return Linked(link) if kind == "link" else Unlinked(link)
     raise ValueError(f"unknown record type {kind!r}")

@@ -14,6 +14,7 @@ py() { "$root/.venv/bin/python" "$@"; }
 kernel_state() {
   ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | sort | tr '\n' ' '
   iptables-legacy-save | grep -v '^#' | sed 's/\[[0-9:]*\]//'
+  ip6tables-legacy-save | grep -v '^#' | sed 's/\[[0-9:]*\]//'
 }
 start_daemon --docker-plugin
 echo "PLUGIN SOCKET: $(stat -c '%a %U' /run/docker/plugins/dockernetd.sock)"
@@ -63,6 +64,18 @@ echo "DOCKERD RESTARTED: $(docker network ls --filter driver=dockernetd --format
 docker start web > /dev/null
 for _ in $(seq 50); do fetch out http://192.0.2.1:8080/ >/dev/null 2>&1 && break; sleep 0.1; done
 echo "AGAIN: $(fetch out http://192.0.2.1:8080/ 2>&1)"
+# a dual-stack network: both pools from dockernetd's IPAM, IPv6 published with DNAT
+ip addr add 2001:db8:a::1/64 dev up0 nodad; ip -n out addr add 2001:db8:a::2/64 dev eth0 nodad
+docker network create -d dockernetd --ipam-driver dockernetd --ipv6 n6 > /dev/null
+docker run -d --name web6 --network n6 -p 8086:80 bb:latest httpd -f -p 80 -h /www > /dev/null
+echo "DUAL STACK: $(ctl --json network ls | compact)"
+echo "DUAL STACK IN CONTAINER: $(docker exec web6 ip -o -6 addr show eth0 scope global | awk '{print $4}') $(docker exec web6 ip -6 route | grep default | awk '{print $3}')"
+echo "DUAL STACK DOCKER SEES: $(docker inspect -f '{{range .NetworkSettings.Networks}}{{.GlobalIPv6Address}}/{{.GlobalIPv6PrefixLen}} {{.IPv6Gateway}}{{end}}' web6)"
+for _ in $(seq 50); do fetch out 'http://[2001:db8:a::1]:8086/' >/dev/null 2>&1 && break; sleep 0.1; done
+echo "OUTSIDE OVER IPV6: $(fetch out 'http://[2001:db8:a::1]:8086/' 2>&1)"
+docker rm -f web6 > /dev/null
+docker network rm n6 > /dev/null
+ip addr del 2001:db8:a::1/64 dev up0
 docker rm -f web > /dev/null
 docker network rm n1 n2 > /dev/null
 echo "AFTER RM: $(ctl --json list | compact) $(ctl --json network ls | compact)"

@@ -124,6 +124,15 @@ def test_dockerd_runs_containers_on_dockernetd_networks():
     # dockerd restarted: it finds its networks, and the container starts on them again
     assert seen["DOCKERD RESTARTED"] == "n1 n2"
     assert seen["AGAIN"] == "hello from docker"
+    # docker network create --ipv6: a unique-local /64 from dockernetd's IPAM, the
+    # container's address and gateway from it, its published port reached over IPv6
+    [dual] = [n for n in json.loads(seen["DUAL STACK"]) if n.get("ipv6")]
+    subnet_v6, gateway_v6 = dual["subnet_v6"], dual["gateway_v6"]
+    assert subnet_v6.startswith("fd") and subnet_v6.endswith("::/64")
+    address_v6 = gateway_v6[:-1] + "2"  # the first after the gateway (…::1)
+    assert seen["DUAL STACK IN CONTAINER"] == f"{address_v6}/64 {gateway_v6}"
+    assert seen["DUAL STACK DOCKER SEES"] == f"{address_v6}/64 {gateway_v6}"
+    assert seen["OUTSIDE OVER IPV6"] == "hello from docker"
     [endpoints, networks_left] = seen["AFTER RM"].split("] [")
     assert endpoints == "[" and [n["name"] for n in json.loads("[" + networks_left)] == ["bridge"]
     assert seen["KERNEL AS BEFORE"] == "yes"

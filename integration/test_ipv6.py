@@ -336,3 +336,25 @@ def test_ip6tables_false_leaves_ip6tables_alone(host, make_daemon, container):
     daemon.call("allocate_port", id="web", container_port=80, host_port=8080)
     assert not any(_ip6tables(host).values())
     assert daemon.call("verify") == {"drift": [], "repaired": False}
+
+
+@both_backends
+def test_icc_false_holds_for_ipv6_until_linked_and_the_link_survives_a_restart(
+    host, make_daemon, container, processes
+):
+    flags = ("--ipv6", "--fixed-cidr-v6", SUBNET_V6, "--icc=false")
+    daemon = make_daemon(*flags)
+    a_ns, a = container(daemon, "a")
+    b_ns, b = container(daemon, "b")
+    processes.append(start_echo_server(b_ns, "tcp", 5432, "db", ipv6=True))
+    assert probe(a_ns, "tcp", b["ipv6"], 5432, "x", timeout=1).startswith("ERR")
+    link = {"parent_ip": a["ip"], "child_ip": b["ip"], "ports": ["5432/tcp"]}
+    assert daemon.call("link", action="add", **link) == {"rules": 4}  # 2 per family
+    assert probe(a_ns, "tcp", b["ipv6"], 5432, "y") == f"db:{a['ipv6']}:y"
+    daemon.stop(signal.SIGKILL)
+    again = make_daemon(*flags)
+    assert again.call("verify") == {"drift": [], "repaired": False}
+    assert probe(a_ns, "tcp", b["ipv6"], 5432, "z") == f"db:{a['ipv6']}:z"
+    assert again.call("link", action="remove", **link) == {"rules": 4}
+    assert probe(a_ns, "tcp", b["ipv6"], 5432, "w", timeout=1).startswith("ERR")
+    assert again.call("verify") == {"drift": [], "repaired": False}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Network
 from typing import Any
 
 import pytest
@@ -377,7 +377,16 @@ def test_what_is_already_gone_is_deleted_without_error(docker):
 @pytest.mark.parametrize(
     ("method", "body", "message"),
     [
-        ("IpamDriver.RequestPool", {"V6": True}, "dockernetd does not serve IPv6 pools yet"),
+        (
+            "IpamDriver.RequestPool",
+            {"V6": True, "Pool": "fd00::/64", "SubPool": "fd00::/80"},
+            "dockernetd hands out IPv6 addresses from the whole subnet",
+        ),
+        (
+            "IpamDriver.RequestPool",
+            {"V6": True, "Pool": "fd00::1/200"},
+            "Pool 'fd00::1/200' is not an IPv6 subnet",
+        ),
         (
             "IpamDriver.RequestPool",
             {"Pool": "10.0.0.1/33"},
@@ -403,9 +412,9 @@ def test_what_is_already_gone_is_deleted_without_error(docker):
             {
                 "NetworkID": NET_ID,
                 "IPv4Data": [{"Pool": "10.0.0.0/24"}],
-                "IPv6Data": [{"Pool": "fd00::/64"}],
+                "IPv6Data": [{"Pool": "fd00::/64"}, {"Pool": "fd00:1::/64"}],
             },
-            "dockernetd does not serve IPv6 networks yet",
+            "a dockernetd network has one IPv6 subnet, not 2",
         ),
         ("NetworkDriver.CreateEndpoint", {"NetworkID": NET_ID}, "EndpointID is missing"),
         (
@@ -471,3 +480,51 @@ def test_the_gateway_ipam_gave_is_the_networks_when_docker_does_not_repeat_it(do
     )
     spec = docker.driver.networks.get(network_name(NET_ID)).spec
     assert str(spec.gateway) == "10.40.0.9/24"
+
+
+def test_a_dual_stack_network_through_dockers_calls(docker):
+    """`docker network create --ipv6` and `docker run`: both pools, both gateways, both
+    addresses asked of IPAM first and then given to the endpoint, as libnetwork does."""
+    v4 = docker.ok("IpamDriver.RequestPool", {"AddressSpace": "dockernetd"})
+    v6 = docker.ok("IpamDriver.RequestPool", {"AddressSpace": "dockernetd", "V6": True})
+    subnet = IPv6Network(v6["Pool"])
+    assert subnet.prefixlen == 64 and subnet.subnet_of(IPv6Network("fd00::/8"))
+    again = docker.ok("IpamDriver.RequestPool", {"V6": True})  # another network's, meanwhile
+    assert again["Pool"] != v6["Pool"]
+    docker.ok("IpamDriver.ReleasePool", {"PoolID": again["PoolID"]})
+    gateways = [
+        docker.ok("IpamDriver.RequestAddress", {"PoolID": pool["PoolID"], "Options": GATEWAY})
+        for pool in (v4, v6)
+    ]
+    assert gateways[1]["Address"] == f"{subnet[1]}/64"
+    docker.ok(
+        "NetworkDriver.CreateNetwork",
+        {
+            "NetworkID": NET_ID,
+            "IPv4Data": [{"Pool": v4["Pool"], "Gateway": gateways[0]["Address"]}],
+            "IPv6Data": [{"Pool": v6["Pool"], "Gateway": gateways[1]["Address"]}],
+        },
+    )
+    network = docker.driver.networks.get(network_name(NET_ID))
+    assert network.spec.subnet_v6 == subnet
+    address = docker.ok("IpamDriver.RequestAddress", {"PoolID": v4["PoolID"]})["Address"]
+    address6 = docker.ok("IpamDriver.RequestAddress", {"PoolID": v6["PoolID"]})["Address"]
+    assert address6 == f"{subnet[2]}/64"
+    other6 = docker.ok("IpamDriver.RequestAddress", {"PoolID": v6["PoolID"]})["Address"]
+    assert other6 == f"{subnet[3]}/64"  # held for its endpoint: never the same twice
+    docker.ok("IpamDriver.ReleaseAddress", {"PoolID": v6["PoolID"], "Address": str(subnet[3])})
+    ids = {"NetworkID": NET_ID, "EndpointID": EP_ID}
+    interface = {"Address": address, "AddressIPv6": address6}
+    assert docker.ok("NetworkDriver.CreateEndpoint", {**ids, "Interface": interface}) == {
+        "Interface": {"MacAddress": network.endpoint(EP_ID).mac_address}
+    }
+    assert network.endpoint(EP_ID).ipv6 == subnet[2]
+    joined = docker.ok("NetworkDriver.Join", {**ids, "SandboxKey": "/var/run/docker/netns/x"})
+    assert joined["GatewayIPv6"] == str(subnet[1])
+    binding = {"Proto": 6, "Port": 80, "HostIP": "::1", "HostPort": 8080}
+    options = {"com.docker.network.portmap": [binding]}
+    docker.ok("NetworkDriver.ProgramExternalConnectivity", {**ids, "Options": options})
+    assert [str(m.host_ip) for m in network.endpoint(EP_ID).ports] == ["::1"]
+    assert docker.refused(
+        "IpamDriver.RequestAddress", {"PoolID": v6["PoolID"], "Address": "10.0.0.9"}
+    ) == (f"Address 10.0.0.9 is not of pool {v6['PoolID']}'s family")

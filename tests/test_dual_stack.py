@@ -11,7 +11,7 @@ from dockernetd.cli import parse_args
 from dockernetd.driver import default_spec
 from dockernetd.errors import ConfigError, IpAlreadyAllocated, IpOutOfRange, NoAvailableIps
 from dockernetd.ipam import Ip6Allocator
-from dockernetd.network import Network, PortMapping
+from dockernetd.network import Link, Network, PortMapping
 from dockernetd.pools import choose_subnet_v6, ula_base
 from dockernetd.rules import (
     FILTER,
@@ -24,12 +24,13 @@ from dockernetd.rules import (
     boot_plan,
     direct_access_rules,
     isolation_rules,
+    link_rules,
     network_rules,
     owned_rule_counts,
     owned_rules,
     publish_rules,
 )
-from dockernetd.state import Joined, NetworkCreated, from_json, to_json
+from dockernetd.state import Joined, Linked, NetworkCreated, from_json, to_json
 
 from fakes import make_spec
 from test_network_handlers import World
@@ -177,10 +178,19 @@ def test_a_dual_stack_default_network_has_the_same_boot_rules_in_ip6tables():
         (FILTER6, "-A FORWARD -i docker0 ! -o docker0 -j ACCEPT"),
         (FILTER6, "-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
     ]
+    neighbour_discovery = [
+        (FILTER6, "-A FORWARD -i docker0 -o docker0 -p ipv6-icmp -m icmp6 "
+                  f"--icmpv6-type {kind} -j ACCEPT")
+        for kind in (135, 136)
+    ]  # fmt: skip
     assert save_lines(plan.absent) == [
         (FILTER, "-A FORWARD -i docker0 -o docker0 -j DROP"),
         (FILTER6, "-A FORWARD -i docker0 -o docker0 -j DROP"),
+        *neighbour_discovery,  # needed with icc off only (above its DROP)
     ]
+    isolated = boot_plan(make_spec(icc=False, gateway_v6=IPv6Interface("fd00:1::1/64")))
+    assert (FILTER6, "-A FORWARD -i docker0 -o docker0 -j DROP") in save_lines(isolated.present)
+    assert save_lines(isolated.present)[-2:] == neighbour_discovery  # inserted last: on top
     # nftables: the masquerade of the IPv6 subnet; the rest are the inet table's IPv4 rules
     assert [item for rule in plan.present if rule.family == 6 for item in rule.nft] == [
         NftRule("postrouting_nat", 'ip6 saddr fd00:1::/64 oifname != "docker0" masquerade')
@@ -231,6 +241,34 @@ def test_a_port_on_the_default_address_is_dnated_for_ipv6_clients_too():
     assert all(r.family == 4 for r in publish_rules("docker0", endpoint, at_one_address))
 
 
+def test_a_link_on_a_dual_stack_network_opens_both_families():
+    link = Link(
+        "bridge",
+        IPv4Address("172.17.0.2"),
+        IPv4Address("172.17.0.3"),
+        "tcp",
+        5432,
+        IPv6Address("fd00:1::2"),
+        IPv6Address("fd00:1::3"),
+    )
+    tag = '-m comment --comment "dockernetd:link"'
+    rules = link_rules("docker0", link)
+    assert save_lines(rules[2:]) == [
+        (FILTER6, "-A FORWARD -s fd00:1::2/128 -d fd00:1::3/128 -i docker0 -o docker0 -p tcp "
+                  f"-m tcp --dport 5432 {tag} -j ACCEPT"),
+        (FILTER6, "-A FORWARD -s fd00:1::3/128 -d fd00:1::2/128 -i docker0 -o docker0 -p tcp "
+                  f"-m tcp --sport 5432 {tag} -j ACCEPT"),
+    ]  # fmt: skip
+    assert [item for rule in rules[2:] for item in rule.nft] == [
+        NftElement("links6", ("docker0", "fd00:1::2", "fd00:1::3", "tcp", "5432")),
+        NftElement("links6_reply", ("docker0", "fd00:1::3", "fd00:1::2", "tcp", "5432")),
+    ]
+    # named by its IPv4 addresses: the link removed by them is this one
+    assert link == Link("bridge", link.parent, link.child, "tcp", 5432)
+    record = Linked(link)
+    assert from_json(json.loads(json.dumps(to_json(record)))).link.child_v6 == link.child_v6
+
+
 def test_a_dual_stack_endpoint_is_guarded_at_both_addresses():
     endpoint, _ = dual_stack().join("web")
     ipv4, ipv6 = direct_access_rules("docker0", endpoint)
@@ -250,12 +288,17 @@ def test_dual_stack_rules_are_counted_by_table_as_built():
         PortMapping(IPv4Address("127.0.0.1"), 53, "udp", 53),
         PortMapping(IPv6Address("::1"), 81, "tcp", 80),
     ]
+    db, _ = networks[0].join("db")
     networks[1].join("plain")[0].ports.append(PortMapping(IPv4Address("0.0.0.0"), 90, "tcp", 90))
+    links = [
+        Link("bridge", web.ip, db.ip, "tcp", 5432, web.ipv6, db.ipv6),
+        Link("blue", IPv4Address("10.2.0.2"), IPv4Address("10.2.0.3"), "tcp", 80),
+    ]
     for direct_access in (True, False):
-        owned = owned_rules(networks, [], direct_access=direct_access)
-        counted = owned_rule_counts(networks, 0, direct_access=direct_access)
+        owned = owned_rules(networks, links, direct_access=direct_access)
+        counted = owned_rule_counts(networks, links, direct_access=direct_access)
         assert counted == Counter(rule.table for rule in owned)
-        assert counted[NAT6] == 1 and counted[RAW6] == direct_access
+        assert counted[NAT6] == 1 and counted[RAW6] == 2 * direct_access
 
 
 def test_a_dual_stack_network_turns_ipv6_forwarding_on_after_its_rules(tmp_path):

@@ -186,7 +186,7 @@ def test_owned_rules_are_counted_by_table_without_building_the_mappings():
     links = [link("172.18.0.2", "172.18.0.3", "tcp", 80, "web")]
     for direct_access in (True, False):
         owned = owned_rules(networks, links, direct_access=direct_access)
-        counted = owned_rule_counts(networks, len(links), direct_access=direct_access)
+        counted = owned_rule_counts(networks, links, direct_access=direct_access)
         assert counted == Counter(rule.table for rule in owned)
         # network, localnet guards, mappings + the loopback guard, link, isolation, the
         # endpoint's guard

@@ -72,6 +72,8 @@ SETS: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None]] = {
     "endpoints6": (("ipv6_addr", "ifname"), None),
     "dnat6_any": (("inet_proto", "inet_service"), ("ipv6_addr", "inet_service")),
     "published_to6": (("ipv6_addr", "inet_proto", "inet_service"), None),
+    "links6": (("ifname", "ipv6_addr", "ipv6_addr", "inet_proto", "inet_service"), None),
+    "links6_reply": (("ifname", "ipv6_addr", "ipv6_addr", "inet_proto", "inet_service"), None),
 }
 BASE_CHAINS = {
     "prerouting_raw": "type filter hook prerouting priority raw;",
@@ -112,7 +114,17 @@ SKELETON = tuple(
             "forward",
             "iifname . ip saddr . ip daddr . ip protocol . th sport @links_reply accept",
         ),
+        (
+            "forward",
+            "iifname . ip6 saddr . ip6 daddr . meta l4proto . th dport @links6 accept",
+        ),
+        (
+            "forward",
+            "iifname . ip6 saddr . ip6 daddr . meta l4proto . th sport @links6_reply accept",
+        ),
         ("forward", "jump established"),
+        # bridged neighbour discovery passes icc's drop (rules.py, _neighbour_discovery)
+        ("forward", "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept"),
         ("forward", "jump networks"),
         ("forward", f"{_PORT} @published_to accept"),
         ("forward", f"{_PORT6} @published_to6 accept"),
