@@ -1,7 +1,9 @@
 """iptables through python-iptables: apply, reconcile and delete :class:`~dockernetd.rules.Rule`.
 
-IPv4 only: the IPv6 rules go through the ip6tables tools (ip6tables.py says why); this
-class hands them on, in the same operations, and undoes both halves together.
+One address family per process: python-iptables cannot hold an extension for both (see
+ip6tables.py), so the daemon's Firewall is IPv4's and hands the rules of the ``ip6``
+tables to a Firewall of IPv6 in a process of its own, in the same operations, and undoes
+both halves together.
 
 python-iptables writes the *legacy* x_tables (``iptables-legacy-save`` shows what it
 did), is not thread-safe (only the kernel worker may call this module), and
@@ -29,15 +31,16 @@ import struct
 import sysconfig
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Protocol, TypeVar
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol
 
 from ..metrics import CommitTimes
 from ..rules import (
     DOCKER_CHAIN,
     FILTER,
+    IP6,
     ISOLATION_1,
-    ISOLATION_JUMP,
+    ISOLATION_JUMPS,
     NAT,
     OWN_FILTER_CHAINS,
     OWNER_TAG,
@@ -46,10 +49,7 @@ from ..rules import (
     BootPlan,
     Rule,
 )
-from .ip6tables import TABLES as IP6_TABLES
-from .ip6tables import Ip6tables, Ip6tablesError
 
-T = TypeVar("T")
 log = logging.getLogger("dockernetd.firewall")
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -64,6 +64,8 @@ _RULE_FIELDS = {
     "-o": "out_interface",
     "-p": "protocol",
 }
+#: Protocols iptables-save names otherwise than python-iptables does.
+_PROTOCOLS = {"ipv6-icmp": "icmpv6"}
 
 
 IPT_SO_GET_INFO = 64  # linux/netfilter_ipv4/ip_tables.h: IPT_BASE_CTL (IP6T_ the same)
@@ -120,36 +122,44 @@ class FirewallBackend(Protocol):
 
 
 class Firewall:
-    """Legacy iptables, and with ``ipv6`` legacy ip6tables (the rules of ``ip6`` tables)."""
+    """Legacy iptables of one family: IPv4's (``nat``, ``filter``, ``raw``), which with
+    ``ipv6`` passes the ``ip6`` tables' rules on to IPv6's in its own process
+    (ip6tables.py), or IPv6's (``family=6``: ``ip6 nat`` and so on)."""
 
-    def __init__(self, commit_times: CommitTimes | None = None, *, ipv6: bool = True) -> None:
+    def __init__(
+        self, commit_times: CommitTimes | None = None, *, ipv6: bool = True, family: int = 4
+    ) -> None:
         self._commit_times = commit_times  # observed here, in the kernel thread only
         for name, value in library_hints().items():
             os.environ.setdefault(name, value)
         import iptc  # a C library with global state: only here, only in the worker
 
         self._iptc = iptc
-        self._tables = {
-            NAT: iptc.Table(iptc.Table.NAT),
-            FILTER: iptc.Table(iptc.Table.FILTER),
-            RAW: iptc.Table(iptc.Table.RAW),
-        }
+        prefix = IP6 if family == 6 else ""
+        self._nat, self._filter, self._raw = (prefix + name for name in (NAT, FILTER, RAW))
+        self._jump = ISOLATION_JUMPS[family == 6]  # into the isolation chains
+        self._rule_class = iptc.Rule6 if family == 6 else iptc.Rule
+        table_class = iptc.Table6 if family == 6 else iptc.Table
+        self._tables = {prefix + name: table_class(name) for name in (NAT, FILTER, RAW)}
         for table in self._tables.values():
             table.autocommit = False  # we commit once per operation
         # python-iptables takes ~1 ms of Python to turn a rule into kernel bytes (and
         # again on delete); a published port's rules are compiled once.
         self._compiled = functools.lru_cache(maxsize=COMPILED_RULES)(self._compile)
-        self._ip6 = Ip6tables() if ipv6 else None
-        self._info_sockets = {
-            family: socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_RAW)
-            for family in ((socket.AF_INET, socket.AF_INET6) if ipv6 else (socket.AF_INET,))
-        }
+        self._family = socket.AF_INET6 if family == 6 else socket.AF_INET
+        self._info_socket = socket.socket(self._family, socket.SOCK_RAW, socket.IPPROTO_RAW)
         self._seen = self._table_sizes()  # the tables as our last commit or look left them
         self._noticed = False  # another program's change, seen before one of our commits
+        self._ip6: Any = None  # IPv6's firewall, in its process (ip6tables.Ip6tablesProcess)
+        if family == 4 and ipv6:
+            from .ip6tables import Ip6tablesProcess
+
+            self._ip6 = Ip6tablesProcess()
 
     def close(self) -> None:
-        for info_socket in self._info_sockets.values():
-            info_socket.close()
+        self._info_socket.close()
+        if self._ip6 is not None:
+            self._ip6.close()
 
     # -- noticing others' changes ---------------------------------------------------------
 
@@ -163,21 +173,20 @@ class Firewall:
         now = self._table_sizes()
         changed = self._noticed or now != self._seen
         self._seen, self._noticed = now, False
+        if self._ip6 is not None:
+            changed |= bool(self._ip6.call("changed_by_others"))
         return changed
 
     def _table_sizes(self) -> tuple[tuple[int, int], ...]:
-        names = [*self._tables, *(IP6_TABLES if self._ip6 else ())]
-        return tuple(self._table_size(name) for name in names)
+        return tuple(self._table_size(name) for name in self._tables)
 
     def _table_size(self, name: str) -> tuple[int, int]:
         """(entries, bytes) of a table as the kernel holds it; (0, 0) if it is not loaded."""
-        family, table = name.split() if " " in name else ("ip", name)
-        request = bytearray(_GET_INFO.pack(table.encode(), 0, *[0] * 10, 0, 0))
+        request = bytearray(_GET_INFO.pack(name.removeprefix(IP6).encode(), 0, *[0] * 10, 0, 0))
         size = ctypes.c_uint32(len(request))
         buffer = (ctypes.c_char * len(request)).from_buffer(request)
-        ipv6 = family == "ip6"
-        fd = self._info_sockets[socket.AF_INET6 if ipv6 else socket.AF_INET].fileno()
-        level = socket.IPPROTO_IPV6 if ipv6 else socket.IPPROTO_IP
+        fd = self._info_socket.fileno()
+        level = socket.IPPROTO_IPV6 if self._family == socket.AF_INET6 else socket.IPPROTO_IP
         if _libc.getsockopt(fd, level, IPT_SO_GET_INFO, buffer, ctypes.byref(size)):
             return (0, 0)
         *_, entries, length = _GET_INFO.unpack(bytes(request))
@@ -193,24 +202,25 @@ class Firewall:
         (:meth:`reconcile`).  Each table is one commit, so the jumps into DOCKER are
         never missing, not even for an instant.
         """
-        plan, plan6 = _by_family(plan)
-        more = sorted({rule.table for rule in plan.present} - {NAT, FILTER})  # raw, in a cluster
-        with self._commit(NAT, FILTER, *more):
+        plan, plan6 = self._by_family(plan)
+        more = sorted({r.table for r in plan.present} - {self._nat, self._filter})  # raw, if any
+        with self._commit(self._nat, self._filter, *more):
             for rule in plan.absent:
                 self._delete_if_present(rule)
             for rule in plan.present:
                 if not self._present(rule):
                     self._chain(rule.table, rule.chain).insert_rule(self._build(rule))
-            nat = self._tables[NAT]
+            nat = self._tables[self._nat]
             if nat.is_chain(DOCKER_CHAIN):  # jumps to it can only exist if it does
-                for rule in _split(STALE_JUMPS)[0]:
-                    self._delete_if_present(rule)
+                for rule in STALE_JUMPS:
+                    if rule.table == self._nat:
+                        self._delete_if_present(rule)
             else:
                 nat.create_chain(DOCKER_CHAIN)
             for rule in plan.jumps:
                 self._chain(rule.table, rule.chain).append_rule(self._build(rule))
-        if self._ip6:
-            self._on_ip6(self._ip6.setup, plan6)
+        if self._ip6 is not None:
+            self._ip6.call("setup", plan6)
 
     def forget_other_backend(self, plan: BootPlan) -> list[str]:
         """What the nftables backend left, if it ran before: its table, deleted."""
@@ -230,18 +240,36 @@ class Firewall:
     def teardown(self, plan: BootPlan) -> list[str]:
         """Everything of the daemon's in the iptables tables, out: the boot rules and
         jumps, the DOCKER chain, every owned rule and chain (when switching backends)."""
-        plan, plan6 = _by_family(plan)
+        plan, plan6 = self._by_family(plan)
         removed = [r.save_line() for r in (*plan.present, *plan.jumps) if self._present(r)]
-        if self._ip6:
-            removed += self._on_ip6(self._ip6.teardown, plan6)
-        with self._commit(NAT, FILTER, RAW):
+        if self._ip6 is not None:
+            removed += self._ip6.call("teardown", plan6)
+        with self._commit(*self._tables):
             for rule in (*plan.present, *plan.jumps):
                 self._delete_if_present(rule)
             _, extra = self._scan([], delete_extra=True)
-            for table, chain in ((NAT, DOCKER_CHAIN), *((FILTER, c) for c in OWN_FILTER_CHAINS)):
+            for table, chain in self._own_chains():
                 if self._tables[table].is_chain(chain):
                     self._tables[table].delete_chain(chain)
         return removed + extra
+
+    def _own_chains(self) -> list[tuple[str, str]]:
+        """The chains that are the daemon's, all of their rules: DOCKER and isolation."""
+        return [(self._nat, DOCKER_CHAIN), *((self._filter, c) for c in OWN_FILTER_CHAINS)]
+
+    def _by_family(self, plan: BootPlan) -> tuple[BootPlan, BootPlan]:
+        """This firewall's part of the plan, and the rest (IPv6's, or nothing of it)."""
+        split = [self._split(rules) for rules in (plan.absent, plan.present, plan.jumps)]
+        mine = BootPlan(*(tuple(rules) for rules, _ in split))
+        return mine, BootPlan(*(tuple(rules) for _, rules in split))
+
+    def _split(self, rules: Iterable[Rule]) -> tuple[list[Rule], list[Rule]]:
+        """The rules of this firewall's tables, and the others (IPv6's)."""
+        mine: list[Rule] = []
+        others: list[Rule] = []
+        for rule in rules:
+            (mine if rule.table in self._tables else others).append(rule)
+        return mine, others
 
     # -- what this daemon owns ------------------------------------------------------------
 
@@ -253,15 +281,15 @@ class Firewall:
         desired rule counts as extra.  One scan of those chains: for boot and
         repair, not per operation.  The isolation jump ends up first in FORWARD.
         """
-        desired, desired6 = _split(desired)
-        missing6, extra6 = self._on_ip6(self._ip6.reconcile, desired6) if self._ip6 else ([], [])
-        with self._commit(NAT, FILTER, RAW):
+        desired, desired6 = self._split(desired)
+        missing6, extra6 = self._ip6.call("reconcile", desired6) if self._ip6 else ([], [])
+        with self._commit(*self._tables):
             missing, extra = self._scan(desired, delete_extra=True)
             for rule in missing:
                 self._insert(rule)
-            handle = self._tables[FILTER]
-            if ISOLATION_JUMP in desired and not self._jump_first(handle):
-                entry, mask = self._compiled(ISOLATION_JUMP)
+            handle = self._tables[self._filter]
+            if self._jump in desired and not self._jump_first(handle):
+                entry, mask = self._compiled(self._jump)
                 handle.delete_entry("FORWARD", entry, mask)
                 handle.insert_entry("FORWARD", entry, 0)
             self._drop_unused_chains(handle)
@@ -273,13 +301,13 @@ class Firewall:
         The boot and owned rules that are missing, and what is in our places that
         nothing owns.  Scans the chains: for ``verify``, not per operation.
         """
-        plan, plan6 = _by_family(plan)
-        desired, desired6 = _split(desired)
-        missing6, extra6 = self._on_ip6(self._ip6.drift, plan6, desired6) if self._ip6 else ([], [])
+        plan, plan6 = self._by_family(plan)
+        desired, desired6 = self._split(desired)
+        missing6, extra6 = self._ip6.call("drift", plan6, desired6) if self._ip6 else ([], [])
         with self._commit():
             for table in self._tables.values():
                 table.refresh()
-            if not self._tables[NAT].is_chain(DOCKER_CHAIN):
+            if not self._tables[self._nat].is_chain(DOCKER_CHAIN):
                 return [*plan.present, *plan.jumps, *desired, *missing6], extra6
             boot = [r for r in (*plan.present, *plan.jumps) if not self._present(r)]
             missing, extra = self._scan(desired, delete_extra=False)
@@ -299,12 +327,12 @@ class Firewall:
             wanted[key] += 1
         extra: list[str] = []
         shared = {  # chains of everyone's: which of their rules are ours
-            (FILTER, "FORWARD"): _is_tagged,
-            (NAT, "POSTROUTING"): _is_tagged,
-            (NAT, "OUTPUT"): _is_tagged,
-            (RAW, "PREROUTING"): _is_raw_guard,
+            (self._filter, "FORWARD"): _is_tagged,
+            (self._nat, "POSTROUTING"): _is_tagged,
+            (self._nat, "OUTPUT"): _is_tagged,
+            (self._raw, "PREROUTING"): _is_raw_guard,
         }
-        own = [(NAT, DOCKER_CHAIN), *((FILTER, chain) for chain in OWN_FILTER_CHAINS)]
+        own = self._own_chains()
         places = [*shared, *((t, c) for t, c in own if self._tables[t].is_chain(c))]
         for table, chain_name in places:
             chain = self._chain(table, chain_name)
@@ -330,8 +358,8 @@ class Firewall:
         The changes of each table go in one commit.  If a later table's commit fails,
         the earlier tables are put back as they were before raising FirewallError.
         """
-        insert, insert6 = _split(insert)
-        delete, delete6 = _split(delete)
+        insert, insert6 = self._split(insert)
+        delete, delete6 = self._split(delete)
         done: list[str] = []
         tables = sorted({r.table for r in (*insert, *delete)})
         try:
@@ -339,8 +367,8 @@ class Firewall:
                 with self._commit(table):
                     self._change(table, insert, delete)
                 done.append(table)
-            if self._ip6 and (insert6 or delete6):
-                self._on_ip6(self._ip6.apply, insert6, delete6)
+            if self._ip6 is not None and (insert6 or delete6):
+                self._ip6.call("apply", insert6, delete6)  # all or nothing, as this
         except FirewallError:
             for table in done:  # undo: the inverse change of what was committed
                 with contextlib.suppress(FirewallError), self._commit(table):
@@ -360,7 +388,7 @@ class Firewall:
         for rule in insert:
             if rule.table == table:
                 self._insert(rule)
-        if table == FILTER and ISOLATION_JUMP in delete:
+        if table == self._filter and self._jump in delete:
             self._drop_unused_chains(handle)
 
     def _insert(self, rule: Rule) -> None:
@@ -368,14 +396,14 @@ class Firewall:
         The raw table's guards are appended, as Docker 28 appends its own: below the
         cluster's exemption, which boot inserts at the top."""
         handle = self._tables[rule.table]
-        if rule.table == RAW:
+        if rule.table == self._raw:
             handle.append_entry(rule.chain, self._compiled(rule)[0])
             return
-        if rule.table == FILTER and {rule.chain, rule.args[-1]} & set(OWN_FILTER_CHAINS):
+        if rule.table == self._filter and {rule.chain, rule.args[-1]} & set(OWN_FILTER_CHAINS):
             for name in OWN_FILTER_CHAINS:  # a rule in or a jump into one: both must exist
                 if not handle.is_chain(name):
                     handle.create_chain(name)
-        below_jump = rule.chain == "FORWARD" and rule != ISOLATION_JUMP and self._jump_first(handle)
+        below_jump = rule.chain == "FORWARD" and rule != self._jump and self._jump_first(handle)
         entry, _ = self._compiled(rule)
         handle.insert_entry(rule.chain, entry, 1 if below_jump else 0)
 
@@ -393,17 +421,6 @@ class Firewall:
                 handle.delete_chain(chain)
 
     # -- helpers ------------------------------------------------------------------------
-
-    def _on_ip6(self, operation: Callable[..., T], *args: Any) -> T:
-        """An operation of the IPv6 half; its change is ours, not another program's."""
-        self._noticed |= self._table_sizes() != self._seen
-        try:
-            result = operation(*args)
-        except Ip6tablesError as exc:
-            raise FirewallError(f"ip6tables: {exc}") from exc
-        finally:
-            self._seen = self._table_sizes()
-        return result
 
     @contextlib.contextmanager
     def _commit(self, *tables: str) -> Iterator[None]:
@@ -439,7 +456,7 @@ class Firewall:
         rules read from the kernel.  Without it only xtables' own final checks run
         (see :meth:`_compile`).
         """
-        built = self._iptc.Rule()
+        built = self._rule_class()
         part: Any = None  # the match or target that --options belong to
         negate = False
         args = iter(rule.args)
@@ -449,6 +466,7 @@ class Firewall:
                 continue
             value = next(args)
             if arg in _RULE_FIELDS:
+                value = _PROTOCOLS.get(value, value)
                 setattr(built, _RULE_FIELDS[arg], f"!{value}" if negate else value)
             elif arg == "-m":
                 part = built.create_match(value)
@@ -485,20 +503,6 @@ class Firewall:
             self._chain(rule.table, rule.chain).delete_rule(self._build(rule))
 
 
-def _split(rules: Iterable[Rule]) -> tuple[list[Rule], list[Rule]]:
-    """IPv4's rules and IPv6's."""
-    rules = list(rules)
-    return [r for r in rules if r.family == 4], [r for r in rules if r.family == 6]
-
-
-def _by_family(plan: BootPlan) -> tuple[BootPlan, BootPlan]:
-    absent, present, jumps = _split(plan.absent), _split(plan.present), _split(plan.jumps)
-    return (
-        BootPlan(tuple(absent[0]), tuple(present[0]), tuple(jumps[0])),
-        BootPlan(tuple(absent[1]), tuple(present[1]), tuple(jumps[1])),
-    )
-
-
 def _is_tagged(rule: Any) -> bool:
     """Whether an iptc rule's comment says a dockernetd owns it."""
     return any(m.name == "comment" and str(m.comment).startswith(OWNER_TAG) for m in rule.matches)
@@ -514,7 +518,7 @@ def _is_guard(rule: Any) -> bool:
     (a container's address off its bridge, or a loopback port off lo)."""
     return (
         rule.target.name == "DROP"
-        and rule.dst.endswith("/255.255.255.255")
+        and rule.dst.endswith(("/255.255.255.255", "/128"))
         and rule.in_interface is not None
         and rule.in_interface.startswith("!")
     )
@@ -548,7 +552,7 @@ def _describe(chain: str, rule: Any) -> str:
         ("-o", rule.out_interface),
         ("-p", rule.protocol),
     ):
-        if value and value not in ("0.0.0.0/0.0.0.0", "ip"):
+        if value and value not in ("0.0.0.0/0.0.0.0", "::/0", "ip"):
             words.append(f"! {flag} {value[1:]}" if value.startswith("!") else f"{flag} {value}")
     for m in rule.matches:
         words.append(f"-m {m.name}")
