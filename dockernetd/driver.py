@@ -36,7 +36,7 @@ from .proxy import ProxySupervisor
 from .rules import (
     Rule,
     boot_plan,
-    direct_access_rules,
+    direct_access_rule,
     isolation_rules,
     link_rules,
     own_network_rules,
@@ -185,7 +185,8 @@ async def setup_network(driver: Driver, spec: NetworkSpec) -> None:
         specs = [network.spec for network in driver.networks]
         try:
             insert, delete = _isolation_change(specs, [*specs, spec])
-            rules = [*own_network_rules(spec), *insert]
+            own = own_network_rules(spec, direct_access=driver.guards_direct_access)
+            rules = [*own, *insert]
             await driver.kernel.change_rules(insert=rules, delete=delete)
         except FirewallFailed:
             await driver.kernel.call(bridges.delete_bridge, spec.bridge)
@@ -201,7 +202,8 @@ async def teardown_network(driver: Driver, network: Network) -> None:
         others = [n.spec for n in driver.networks]
         _, delete = _isolation_change([*others, spec], others)  # one network fewer: only deletes
         links = [r for link in driver.links.of(spec.name) for r in link_rules(spec.bridge, link)]
-        await driver.kernel.remove_rules([*links, *own_network_rules(spec), *delete])
+        own = own_network_rules(spec, direct_access=driver.guards_direct_access)
+        await driver.kernel.remove_rules([*links, *own, *delete])
     try:
         await driver.kernel.call(bridges.delete_bridge, spec.bridge)
     except OSError as exc:
@@ -211,14 +213,14 @@ async def teardown_network(driver: Driver, network: Network) -> None:
 async def open_endpoint(driver: Driver, network: Network, endpoint: Endpoint) -> None:
     """A new endpoint's direct-access guard, unless direct routing is allowed (FirewallFailed)."""
     if driver.guards_direct_access:
-        rules = direct_access_rules(network.spec.bridge, endpoint)
-        await driver.kernel.change_rules(insert=rules)
+        rule = direct_access_rule(network.spec.bridge, endpoint)
+        await driver.kernel.change_rules(insert=[rule])
 
 
 async def close_endpoint(driver: Driver, network: Network, endpoint: Endpoint) -> None:
     """Take a released endpoint's guard away (a guard already gone is only logged)."""
     if driver.guards_direct_access:
-        await driver.kernel.remove_rules(direct_access_rules(network.spec.bridge, endpoint))
+        await driver.kernel.remove_rules([direct_access_rule(network.spec.bridge, endpoint)])
 
 
 async def plumb_endpoint(driver: Driver, network: Network, endpoint: Endpoint) -> None:

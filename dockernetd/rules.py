@@ -280,19 +280,28 @@ STALE_JUMPS = (
 LOOPBACK = IPv4Network("127.0.0.0/8")
 
 
-def direct_access_rules(bridge: str, endpoint: Endpoint) -> list[Rule]:
+def direct_access_rule(bridge: str, endpoint: Endpoint) -> Rule:
     """Docker 28's guard (moby#41872): a container is reached from off its bridge only
-    through a published port, never at its own address (either of them)."""
+    through a published port, never at its own address.  (Its IPv6 address is guarded
+    with its network's subnet: :func:`subnet_guard_v6`.)"""
     rule = _rule(RAW, "PREROUTING", f"-d {endpoint.ip}/32 ! -i {bridge} -j DROP")
     ip = str(endpoint.ip)
     guarded = (NftElement("endpoint_ips", (ip,)), NftElement("endpoints", (ip, bridge)))
-    rules = [dataclasses.replace(rule, nft=guarded)]
-    if endpoint.ipv6 is not None:
-        ip6 = str(endpoint.ipv6)
-        rule = _rule(RAW6, "PREROUTING", f"-d {ip6}/128 ! -i {bridge} -j DROP")
-        guarded = (NftElement("endpoint_ips6", (ip6,)), NftElement("endpoints6", (ip6, bridge)))
-        rules.append(dataclasses.replace(rule, nft=guarded))
-    return rules
+    return dataclasses.replace(rule, nft=guarded)
+
+
+def subnet_guard_v6(spec: NetworkSpec) -> Rule:
+    """The direct-access guard of a dual-stack network's IPv6 side, one rule for all its
+    containers: every address of the subnet is the network's, so nothing for it comes
+    in but on its bridge (IPv4's subnet may be routed to on purpose: a cluster, direct
+    routing; its guards are per container).  A container's start commits no IPv6 rule."""
+    subnet, bridge = spec.subnet_v6, spec.bridge
+    return _rule(
+        RAW6,
+        "PREROUTING",
+        f"-d {subnet} ! -i {bridge} -j DROP",
+        nft=NftRule("prerouting_raw", f'ip6 daddr {subnet} iifname != "{bridge}" drop'),
+    )
 
 
 def loopback_guard_rule(mapping: PortMapping) -> Rule | None:
@@ -496,10 +505,12 @@ def network_rules(spec: NetworkSpec) -> tuple[Rule, ...]:
     return tuple(rules)
 
 
-def own_network_rules(spec: NetworkSpec) -> list[Rule]:
+def own_network_rules(spec: NetworkSpec, *, direct_access: bool) -> list[Rule]:
     """What a network of any kind owns apart from its endpoints' and the isolation: its
-    tagged rules (none for ``bridge``) and its loopback guard."""
-    return [*network_rules(spec), localnet_guard_rule(spec)]
+    tagged rules (none for ``bridge``), its loopback guard, and with ``direct_access``
+    (guarded) on a dual-stack network its IPv6 subnet's guard."""
+    guard = [subnet_guard_v6(spec)] if direct_access and spec.gateway_v6 is not None else []
+    return [*network_rules(spec), localnet_guard_rule(spec), *guard]
 
 
 ISOLATION_JUMP = _rule(FILTER, "FORWARD", f"-j {ISOLATION_1}", ISOLATION_TAG)
@@ -586,13 +597,16 @@ def owned_rules(
     networks = list(networks)
     bridges = {network.name: network.spec.bridge for network in networks}
     return [
-        *(rule for network in networks for rule in own_network_rules(network.spec)),
         *(
             rule
             for network in networks
+            for rule in own_network_rules(network.spec, direct_access=direct_access)
+        ),
+        *(
+            direct_access_rule(network.spec.bridge, endpoint)
+            for network in networks
             if direct_access
             for endpoint in network.endpoints.values()
-            for rule in direct_access_rules(network.spec.bridge, endpoint)
         ),
         *(
             rule
@@ -622,16 +636,19 @@ def owned_rule_counts(
     # a port on the default address of a dual-stack endpoint: DNAT and accept for IPv6 too
     both_families = sum(e.ipv6 is not None and m.host_ip.packed == bytes(4) for e, m in mapped)
     fixed = [
-        *(rule for network in networks for rule in own_network_rules(network.spec)),
+        *(
+            rule
+            for network in networks
+            for rule in own_network_rules(network.spec, direct_access=direct_access)
+        ),
         *isolation_rules(network.spec for network in networks),
     ]
     raw = guarded + (len(endpoints) if direct_access else 0)
-    raw6 = sum(e.ipv6 is not None for e in endpoints) if direct_access else 0
     links = list(links)
     links_v6 = sum(link.parent_v6 is not None and link.child_v6 is not None for link in links)
     return (
         Counter(rule.table for rule in fixed)
-        + Counter({RAW: raw, NAT: 2 * local_paths, RAW6: raw6})
+        + Counter({RAW: raw, NAT: 2 * local_paths})
         + Counter({NAT6: both_families, FILTER6: both_families + 2 * links_v6})
         + Counter({t: n * len(mappings) for t, n in Counter(MAPPING_RULE_TABLES).items()})
         + Counter({t: n * len(links) for t, n in Counter(LINK_RULE_TABLES).items()})

@@ -272,7 +272,10 @@ def test_the_ipv6_rules_in_ip6tables_exactly_and_after_a_restart(
         f"-A {iso}-2 -o {br} -j DROP",
         f"-A {iso}-2 -o docker0 -j DROP",
     ]
-    assert saved["raw"] == [f"-A PREROUTING -d {web['ipv6']}/128 ! -i docker0 -j DROP"]
+    assert saved["raw"] == [  # each network's IPv6 subnet, not each container
+        "-A PREROUTING -d fd00:d0c:1::/64 ! -i docker0 -j DROP",
+        f"-A PREROUTING -d {subnet} ! -i {br} -j DROP",
+    ]
     assert daemon.call("verify") == {"drift": [], "repaired": False}
     daemon.stop(signal.SIGKILL)
     again = make_daemon("--ipv6", "--fixed-cidr-v6", SUBNET_V6)
@@ -291,6 +294,7 @@ def test_the_ipv6_rules_in_ip6tables_exactly_and_after_a_restart(
             "-A FORWARD -i docker0 ! -o docker0 -j ACCEPT",
             "-A FORWARD -i docker0 -o docker0 -j ACCEPT",
         ],
+        "raw": ["-A PREROUTING -d fd00:d0c:1::/64 ! -i docker0 -j DROP"],
     }
     assert f":{iso}-1" not in host.exec("ip6tables-legacy-save", "-t", "filter").stdout
 

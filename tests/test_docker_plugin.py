@@ -18,7 +18,7 @@ from dockernetd.config import Config
 from dockernetd.docker_plugin import DockerPlugin, network_name
 from dockernetd.handlers import Service
 from dockernetd.network import Attachment
-from dockernetd.rules import direct_access_rules
+from dockernetd.rules import direct_access_rule
 from dockernetd.state import StateLog
 
 from fakes import make_driver
@@ -147,7 +147,7 @@ def test_a_container_lifetime_as_libnetwork_drives_it(docker):
         {"host_ip": "0.0.0.0", "host_port": 8080, "proto": "tcp", "container_port": 80}
     ]
     assert [m.host_port for m in docker.proxies.running()] == [8080]
-    [guard] = direct_access_rules(network.spec.bridge, endpoint)
+    guard = direct_access_rule(network.spec.bridge, endpoint)
     assert docker.kernel.rules[guard] == 1
     info = docker.ok("NetworkDriver.EndpointOperInfo", {"NetworkID": NET_ID, "EndpointID": EP_ID})
     assert info == {

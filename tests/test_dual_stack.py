@@ -22,10 +22,11 @@ from dockernetd.rules import (
     NftElement,
     NftRule,
     boot_plan,
-    direct_access_rules,
+    direct_access_rule,
     isolation_rules,
     link_rules,
     network_rules,
+    own_network_rules,
     owned_rule_counts,
     owned_rules,
     publish_rules,
@@ -269,15 +270,17 @@ def test_a_link_on_a_dual_stack_network_opens_both_families():
     assert from_json(json.loads(json.dumps(to_json(record)))).link.child_v6 == link.child_v6
 
 
-def test_a_dual_stack_endpoint_is_guarded_at_both_addresses():
-    endpoint, _ = dual_stack().join("web")
-    ipv4, ipv6 = direct_access_rules("docker0", endpoint)
-    assert ipv4.family == 4
-    assert save_lines([ipv6]) == [(RAW6, "-A PREROUTING -d fd00:1::2/128 ! -i docker0 -j DROP")]
-    assert ipv6.nft == (
-        NftElement("endpoint_ips6", ("fd00:1::2",)),
-        NftElement("endpoints6", ("fd00:1::2", "docker0")),
+def test_a_dual_stack_networks_ipv6_subnet_is_guarded_in_one_rule():
+    spec = dual_stack().spec
+    guarded = own_network_rules(spec, direct_access=True)
+    [guard] = [rule for rule in guarded if rule.table == RAW6]
+    assert save_lines([guard]) == [(RAW6, "-A PREROUTING -d fd00:1::/64 ! -i docker0 -j DROP")]
+    assert guard.nft == (
+        NftRule("prerouting_raw", 'ip6 daddr fd00:1::/64 iifname != "docker0" drop'),
     )
+    assert guard not in own_network_rules(spec, direct_access=False)  # --allow-direct-routing
+    endpoint, _ = dual_stack().join("web")
+    assert direct_access_rule("docker0", endpoint).family == 4  # IPv4's stays per container
 
 
 def test_dual_stack_rules_are_counted_by_table_as_built():
@@ -298,7 +301,7 @@ def test_dual_stack_rules_are_counted_by_table_as_built():
         owned = owned_rules(networks, links, direct_access=direct_access)
         counted = owned_rule_counts(networks, links, direct_access=direct_access)
         assert counted == Counter(rule.table for rule in owned)
-        assert counted[NAT6] == 1 and counted[RAW6] == 2 * direct_access
+        assert counted[NAT6] == 1 and counted[RAW6] == direct_access  # the subnet's guard
 
 
 def test_a_dual_stack_network_turns_ipv6_forwarding_on_after_its_rules(tmp_path):

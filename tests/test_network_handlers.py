@@ -20,7 +20,7 @@ from dockernetd.jobs import Peer
 from dockernetd.network import Attachment
 from dockernetd.pools import parse_pool
 from dockernetd.rpc import Dispatcher
-from dockernetd.rules import ISOLATION_JUMP, RAW, direct_access_rules, network_rules
+from dockernetd.rules import ISOLATION_JUMP, RAW, direct_access_rule, network_rules
 from dockernetd.state import Snapshot, StateLog
 
 from fakes import FakeKernel, FakeProxies, make_driver
@@ -348,7 +348,7 @@ def test_each_endpoint_is_guarded_against_direct_access_until_released(world):
     world.ok("network_create", name="red", subnet="10.1.0.0/24")
     world.ok("allocate_interface", id="c", network="red")
     red = world.driver.networks.get("red")
-    [guard] = direct_access_rules(red.spec.bridge, red.endpoint("c"))
+    guard = direct_access_rule(red.spec.bridge, red.endpoint("c"))
     assert world.kernel.rules[guard] == 1
     world.ok("allocate_interface", id="c", network="red")  # the same again: no second guard
     assert world.kernel.rules[guard] == 1

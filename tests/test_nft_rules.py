@@ -22,7 +22,7 @@ from dockernetd.rules import (
     NftElement,
     NftRule,
     boot_plan,
-    direct_access_rules,
+    direct_access_rule,
     isolation_rules,
     link_rules,
     loopback_path_rules,
@@ -66,7 +66,7 @@ def test_without_the_proxy_on_every_address_the_loopback_path_is_by_port():
 
 
 def test_a_guard_is_the_address_and_the_address_on_its_bridge():
-    [guard] = direct_access_rules("br-red", WEB)
+    guard = direct_access_rule("br-red", WEB)
     assert guard.nft == (
         NftElement("endpoint_ips", ("172.17.0.2",)),
         NftElement("endpoints", ("172.17.0.2", "br-red")),

@@ -16,7 +16,7 @@ from dockernetd.rules import (
     RAW,
     STALE_JUMPS,
     boot_plan,
-    direct_access_rules,
+    direct_access_rule,
     isolation_rules,
     link_rules,
     loopback_guard_rule,
@@ -194,7 +194,7 @@ def test_owned_rules_are_counted_by_table_without_building_the_mappings():
 
 
 def test_a_container_is_reached_off_its_bridge_only_through_published_ports():
-    [guard] = direct_access_rules("docker0", endpoint("web", "172.17.0.2"))
+    guard = direct_access_rule("docker0", endpoint("web", "172.17.0.2"))
     assert (guard.table, guard.save_line()) == (
         RAW,
         "-A PREROUTING -d 172.17.0.2/32 ! -i docker0 -j DROP",  # Docker 28's, exactly

@@ -515,10 +515,11 @@ def _is_raw_guard(rule: Any) -> bool:
 def _is_guard(rule: Any) -> bool:
     """Whether a raw PREROUTING rule has the shape of our guards, which are untagged as
     Docker 28's are: a DROP of one destination address arriving not on one interface
-    (a container's address off its bridge, or a loopback port off lo)."""
+    (a container's address off its bridge, or a loopback port off lo), or of a dual-stack
+    network's IPv6 subnet off its bridge."""
     return (
         rule.target.name == "DROP"
-        and rule.dst.endswith(("/255.255.255.255", "/128"))
+        and (rule.dst.endswith("/255.255.255.255") or (":" in rule.dst and rule.dst != "::/0"))
         and rule.in_interface is not None
         and rule.in_interface.startswith("!")
     )

@@ -67,9 +67,7 @@ SETS: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None]] = {
     # (the link's oifname is its bridge anyway: both ends are addresses of one network)
     "links": (("ifname", "ipv4_addr", "ipv4_addr", "inet_proto", "inet_service"), None),
     "links_reply": (("ifname", "ipv4_addr", "ipv4_addr", "inet_proto", "inet_service"), None),
-    # IPv6: the guards, and ports published on the default address of dual-stack endpoints
-    "endpoint_ips6": (("ipv6_addr",), None),
-    "endpoints6": (("ipv6_addr", "ifname"), None),
+    # IPv6: ports published on the default address of dual-stack endpoints, links
     "dnat6_any": (("inet_proto", "inet_service"), ("ipv6_addr", "inet_service")),
     "published_to6": (("ipv6_addr", "inet_proto", "inet_service"), None),
     "links6": (("ifname", "ipv6_addr", "ipv6_addr", "inet_proto", "inet_service"), None),
@@ -90,7 +88,6 @@ SKELETON = tuple(
     NftRule(chain, text)
     for chain, text in (
         ("prerouting_raw", "ip daddr @endpoint_ips ip daddr . iifname != @endpoints drop"),
-        ("prerouting_raw", "ip6 daddr @endpoint_ips6 ip6 daddr . iifname != @endpoints6 drop"),
         ("prerouting_raw", "ip daddr 127.0.0.0/8 iifname @localnet_bridges drop"),
         ("prerouting_raw", f'iifname != "lo" {_PORT} @loopback_guard drop'),
         ("prerouting_nat", "fib daddr type local jump published"),
