@@ -216,8 +216,13 @@ def test_outside_reaches_a_published_port_over_ipv6_with_its_address_kept(
     # the container's address itself is not reachable from outside (Docker 28's guard)
     outside.ip("-6", "route", "add", SUBNET_V6, "via", HOST_V6)
     assert probe(outside, "tcp", web["ipv6"], 80, "direct", timeout=1).startswith("ERR")
+    # a range the same: each port DNATed for IPv6 clients too
+    processes.append(start_echo_server(ns, "tcp", 8001, "r1", ipv6=True))
+    daemon.call("allocate_port_range", id="web", container_port=8000, count=3, host_port=9000)
+    assert probe(outside, "tcp", HOST_V6, 9001, "range") == f"r1:{OUTSIDE_V6}:range"
     daemon.call("release_interface", id="web")
     assert probe(outside, "tcp", HOST_V6, 8080, "gone", timeout=1).startswith("ERR")
+    assert probe(outside, "tcp", HOST_V6, 9001, "gone", timeout=1).startswith("ERR")
 
 
 @both_backends
