@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from ipaddress import IPv6Address, IPv6Network
 
@@ -9,7 +10,15 @@ import pytest
 
 from dockernetd.client import RpcError
 
-from netns import HOST_UPLINK, OUTSIDE, both_backends, iptables_rules, probe, start_echo_server
+from netns import (
+    HOST_UPLINK,
+    OUTSIDE,
+    both_backends,
+    iptables_rules,
+    probe,
+    start_echo_server,
+    wait_for,
+)
 
 SUBNET_V6 = "fd00:d0c:1::/64"
 
@@ -367,3 +376,32 @@ def test_icc_false_holds_for_ipv6_until_linked_and_the_link_survives_a_restart(
     assert again.call("link", action="remove", **link) == {"rules": 4}
     assert probe(a_ns, "tcp", b["ipv6"], 5432, "w", timeout=1).startswith("ERR")
     assert again.call("verify") == {"drift": [], "repaired": False}
+
+
+def test_the_ipv6_firewall_process_is_started_again_if_it_dies(host, make_daemon, container):
+    """The iptables backend's IPv6 half is a child of the daemon (kernel/ip6tables.py)."""
+    daemon = make_daemon("--ipv6", "--fixed-cidr-v6", SUBNET_V6)
+    _, web = container(daemon, "web")
+    [child] = _ipv6_firewall_children(daemon)
+    os.kill(child, signal.SIGKILL)
+    wait_for(lambda: child not in _ipv6_firewall_children(daemon))  # a zombie has no cmdline
+    daemon.call("allocate_port", id="web", container_port=80, host_port=8080)  # a new child
+    assert _ipv6_firewall_children(daemon) not in ([], [child])
+    assert f"[{web['ipv6']}]:80" in " ".join(_ip6tables(host)["nat"])
+    assert daemon.call("verify") == {"drift": [], "repaired": False}
+
+
+def _ipv6_firewall_children(daemon) -> list[int]:
+    found = []
+    for task in os.listdir(f"/proc/{daemon.proc.pid}/task"):
+        with open(f"/proc/{daemon.proc.pid}/task/{task}/children") as f:
+            found += [int(pid) for pid in f.read().split()]
+    return [pid for pid in found if b"dockernetd.kernel.ip6tables" in _cmdline(pid)]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except FileNotFoundError:  # reaped meanwhile
+        return b""
