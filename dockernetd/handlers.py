@@ -565,7 +565,7 @@ class Service:
         if not proxy and host_ip is not None and host_ip.version == 6:
             raise InvalidParams(
                 "Bad parameter: proxy false needs an IPv4 host_ip: a port on an IPv6 address "
-                "is published by the proxy alone (the firewall has no IPv6 rules yet)",
+                "is published by the proxy alone",
                 param="proxy",
             )
         async with self._gate.change(), self._containers.hold(id):

@@ -30,8 +30,8 @@ from .ipam import Ip6Allocator, IpAllocator
 from .netutil import mac_for_ip
 
 DEFAULT_NETWORK = "bridge"
-#: Where a port is published: an IPv4 address (0.0.0.0: both families, see proxy.py) or an
-#: IPv6 one (through the proxy alone until the firewall has its IPv6 half).
+#: Where a port is published: an IPv4 address (0.0.0.0: both families, see proxy.py and
+#: rules.mapping_rules_v6) or an IPv6 one (through the proxy alone).
 HostAddress = IPv4Address | IPv6Address
 HostPort = tuple[HostAddress, int, str]  # host address, host port, protocol
 
@@ -52,7 +52,9 @@ class PortMapping:
 
     @property
     def in_kernel(self) -> bool:
-        """Whether the firewall publishes it too (DNAT): IPv4 only, for now."""
+        """Whether the firewall publishes it too (DNAT): a port on an IPv4 address (on
+        0.0.0.0 for IPv6 clients too, on a dual-stack network); one on an IPv6 address is
+        the proxy's alone (::1 has no kernel path to a container: off lo it is a martian)."""
         return self.host_ip.version == 4
 
     @property

@@ -574,9 +574,9 @@ def isolation_rules(specs: Iterable[NetworkSpec]) -> list[Rule]:
 
 def publish_rules(bridge: str, endpoint: Endpoint, mapping: PortMapping) -> list[Rule]:
     """Every rule of one published port: its DNAT and FORWARD rules, the loopback guard
-    when it is published on 127.0.0.0/8, and without the proxy the host's path to it.
-    None for a port on an IPv6 address: the proxy alone publishes it (::1 cannot be
-    reached from another host: the kernel drops it off lo as a martian)."""
+    when it is published on 127.0.0.0/8, without the proxy the host's path to it, and on
+    the default address of a dual-stack endpoint the same DNAT and FORWARD for IPv6.
+    None for a port on an IPv6 address: the proxy alone publishes it."""
     if not mapping.in_kernel:
         return []
     guard = loopback_guard_rule(mapping)

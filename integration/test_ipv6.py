@@ -150,7 +150,7 @@ def test_a_port_published_on_an_ipv6_address_is_the_proxys(
     host, outside, make_daemon, container, processes
 ):
     """host_ip may be IPv6: ``::`` (IPv6 alone), ``::1``, a host address; the proxy
-    publishes it (the firewall has no IPv6 rules yet), and nothing is added to them."""
+    publishes it, and nothing is added to the rules."""
     host.ip("-6", "addr", "add", "2001:db8:a::1/64", "dev", "up0", "nodad")
     outside.ip("-6", "addr", "add", "2001:db8:a::2/64", "dev", "eth0", "nodad")
     daemon = make_daemon()
