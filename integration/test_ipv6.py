@@ -206,7 +206,7 @@ def _ip6tables(host) -> dict[str, list[str]]:
 
 @both_backends
 def test_outside_reaches_a_published_port_over_ipv6_with_its_address_kept(
-    host, outside, make_daemon, container, processes
+    host, outside, make_daemon, container, processes, firewall_backend
 ):
     _wire_ipv6(host, outside)
     daemon = make_daemon("--ipv6", "--fixed-cidr-v6", SUBNET_V6)
@@ -219,6 +219,10 @@ def test_outside_reaches_a_published_port_over_ipv6_with_its_address_kept(
     # DNAT to the container's IPv6 address: the client's own address arrives
     assert probe(outside, "tcp", HOST_V6, 8080, "six") == f"web:{OUTSIDE_V6}:six"
     assert probe(outside, "udp", HOST_V6, 5353, "q") == f"dns:{OUTSIDE_V6}:q"
+    if firewall_backend == "iptables":  # on a host whose FORWARD drops the rest, as Docker's
+        host.exec("ip6tables-legacy", "-P", "FORWARD", "DROP")
+        assert probe(outside, "tcp", HOST_V6, 8080, "policy") == f"web:{OUTSIDE_V6}:policy"
+        host.exec("ip6tables-legacy", "-P", "FORWARD", "ACCEPT")
     assert probe(outside, "tcp", HOST_UPLINK, 8080, "four") == f"web4:{OUTSIDE}:four"
     # the host's own ::1 through the proxy, which dials the container over IPv4
     assert probe(host, "tcp", "::1", 8080, "lo") == f"web4:{web['gateway']}:lo"
@@ -273,11 +277,12 @@ def test_the_ipv6_rules_in_ip6tables_exactly_and_after_a_restart(
     ]
     assert saved["filter"] == [
         '-A FORWARD -m comment --comment "dockernetd:isolation" -j DOCKER-ISOLATION-STAGE-1',
-        f"-A FORWARD -d {web['ipv6']}/128 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 "
-        '-m comment --comment "dockernetd:web" -j ACCEPT',
+        # what DOCKER DNATed in passes, one rule per network (no per-port accept for IPv6)
+        f"-A FORWARD -o {br} -m conntrack --ctstate DNAT {tag} -j ACCEPT",
         f"-A FORWARD -o {br} -m conntrack --ctstate RELATED,ESTABLISHED {tag} -j ACCEPT",
         f"-A FORWARD -i {br} ! -o {br} {tag} -j ACCEPT",
         f"-A FORWARD -i {br} -o {br} {tag} -j ACCEPT",
+        "-A FORWARD -o docker0 -m conntrack --ctstate DNAT -j ACCEPT",
         "-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
         "-A FORWARD -i docker0 ! -o docker0 -j ACCEPT",
         "-A FORWARD -i docker0 -o docker0 -j ACCEPT",
@@ -304,6 +309,7 @@ def test_the_ipv6_rules_in_ip6tables_exactly_and_after_a_restart(
             "-A POSTROUTING -s fd00:d0c:1::/64 ! -o docker0 -j MASQUERADE",
         ],
         "filter": [
+            "-A FORWARD -o docker0 -m conntrack --ctstate DNAT -j ACCEPT",
             "-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
             "-A FORWARD -i docker0 ! -o docker0 -j ACCEPT",
             "-A FORWARD -i docker0 -o docker0 -j ACCEPT",

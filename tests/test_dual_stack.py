@@ -178,6 +178,7 @@ def test_a_dual_stack_default_network_has_the_same_boot_rules_in_ip6tables():
         (FILTER6, "-A FORWARD -i docker0 -o docker0 -j ACCEPT"),
         (FILTER6, "-A FORWARD -i docker0 ! -o docker0 -j ACCEPT"),
         (FILTER6, "-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
+        (FILTER6, "-A FORWARD -o docker0 -m conntrack --ctstate DNAT -j ACCEPT"),  # published
     ]
     neighbour_discovery = [
         (FILTER6, "-A FORWARD -i docker0 -o docker0 -p ipv6-icmp -m icmp6 "
@@ -192,9 +193,11 @@ def test_a_dual_stack_default_network_has_the_same_boot_rules_in_ip6tables():
     isolated = boot_plan(make_spec(icc=False, gateway_v6=IPv6Interface("fd00:1::1/64")))
     assert (FILTER6, "-A FORWARD -i docker0 -o docker0 -j DROP") in save_lines(isolated.present)
     assert save_lines(isolated.present)[-2:] == neighbour_discovery  # inserted last: on top
-    # nftables: the masquerade of the IPv6 subnet; the rest are the inet table's IPv4 rules
+    # nftables: the masquerade of the IPv6 subnet and the accept of what was DNATed to it;
+    # the rest are the inet table's IPv4 rules, which hold for both families
     assert [item for rule in plan.present if rule.family == 6 for item in rule.nft] == [
-        NftRule("postrouting_nat", 'ip6 saddr fd00:1::/64 oifname != "docker0" masquerade')
+        NftRule("postrouting_nat", 'ip6 saddr fd00:1::/64 oifname != "docker0" masquerade'),
+        NftRule("established", 'meta nfproto ipv6 oifname "docker0" ct status dnat accept'),
     ]
     unmasked = boot_plan(make_spec(ip_masq=False, gateway_v6=IPv6Interface("fd00:1::1/64")))
     assert not [rule for rule in unmasked.present if rule.table == NAT6]
@@ -208,6 +211,7 @@ def test_a_dual_stack_networks_rules_and_isolation_are_in_both_families():
         (FILTER6, f"-A FORWARD -i br-red -o br-red {tag} -j ACCEPT"),
         (FILTER6, f"-A FORWARD -i br-red ! -o br-red {tag} -j ACCEPT"),
         (FILTER6, f"-A FORWARD -o br-red -m conntrack --ctstate RELATED,ESTABLISHED {tag} -j ACCEPT"),
+        (FILTER6, f"-A FORWARD -o br-red -m conntrack --ctstate DNAT {tag} -j ACCEPT"),
     ]  # fmt: skip
     internal = dataclasses.replace(red, internal=True)
     assert save_lines(rule for rule in network_rules(internal) if rule.family == 6) == [
@@ -227,16 +231,14 @@ def test_a_port_on_the_default_address_is_dnated_for_ipv6_clients_too():
     endpoint, _ = network.join("web")
     anywhere = PortMapping(IPv4Address("0.0.0.0"), 8080, "tcp", 80)
     rules = publish_rules("docker0", endpoint, anywhere)
+    # its FORWARD accept is the network's (--ctstate DNAT): one IPv6 rule per port
     assert save_lines(rule for rule in rules if rule.family == 6) == [
-        (NAT6, "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 "
-               "-j DNAT --to-destination [fd00:1::2]:80"),
-        (FILTER6, "-A FORWARD -d fd00:1::2/128 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 "
-                  '-m comment --comment "dockernetd:web" -j ACCEPT'),
+        (NAT6, "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination "
+               "[fd00:1::2]:80"),
     ]  # fmt: skip
     assert [item for rule in rules if rule.family == 6 for item in rule.nft] == [
         NftElement("skip_any", ("docker0", "tcp", "8080"), ("return",)),
         NftElement("dnat6_any", ("tcp", "8080"), ("fd00:1::2", "80")),
-        NftElement("published_to6", ("fd00:1::2", "tcp", "80")),
     ]
     at_one_address = PortMapping(IPv4Address("192.0.2.1"), 8080, "tcp", 80)
     assert all(r.family == 4 for r in publish_rules("docker0", endpoint, at_one_address))

@@ -69,7 +69,6 @@ SETS: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None]] = {
     "links_reply": (("ifname", "ipv4_addr", "ipv4_addr", "inet_proto", "inet_service"), None),
     # IPv6: ports published on the default address of dual-stack endpoints, links
     "dnat6_any": (("inet_proto", "inet_service"), ("ipv6_addr", "inet_service")),
-    "published_to6": (("ipv6_addr", "inet_proto", "inet_service"), None),
     "links6": (("ifname", "ipv6_addr", "ipv6_addr", "inet_proto", "inet_service"), None),
     "links6_reply": (("ifname", "ipv6_addr", "ipv6_addr", "inet_proto", "inet_service"), None),
 }
@@ -82,7 +81,6 @@ BASE_CHAINS = {
 }
 CHAINS = ("published", "isolation1", "isolation2", "established", "networks")
 _PORT = "ip daddr . ip protocol . th dport"
-_PORT6 = "ip6 daddr . meta l4proto . th dport"
 #: The fixed rules, in their order (a chain's rules are evaluated in order).
 SKELETON = tuple(
     NftRule(chain, text)
@@ -124,7 +122,6 @@ SKELETON = tuple(
         ("forward", "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept"),
         ("forward", "jump networks"),
         ("forward", f"{_PORT} @published_to accept"),
-        ("forward", f"{_PORT6} @published_to6 accept"),
     )
 )
 
