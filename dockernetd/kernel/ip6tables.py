@@ -24,8 +24,9 @@ from typing import IO, Any
 
 from ..rules import BootPlan, Rule
 
-#: How long the child may take to answer (a commit of a big table, the first import).
-ANSWER_TIMEOUT = 30.0
+#: How long a closed child may take to finish (its last commit of a big table) before it
+#: is killed.
+EXIT_TIMEOUT = 30.0
 
 
 class Ip6tablesProcess:
@@ -75,7 +76,7 @@ class Ip6tablesProcess:
         assert child.stdin is not None and child.stdout is not None
         child.stdin.close()  # the child ends at the end of its input
         try:
-            child.wait(timeout=ANSWER_TIMEOUT)
+            child.wait(timeout=EXIT_TIMEOUT)
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()

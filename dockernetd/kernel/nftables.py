@@ -19,6 +19,10 @@ the rules that look the elements up are fixed (SKELETON), in this order:
   own rules (icc, outgoing), then the published ports: the order of Docker's
   FORWARD chain.
 
+IPv6 shares the chains: the interface rules hold for both families, and the IPv6 ones
+look up their own maps (``dnat6_any``, ``links6``); a dual-stack network adds its subnet's
+guard and the accept of what was DNATed to its bridge (rules.py says why per network).
+
 Every rule carries its own text as a comment (quotes as apostrophes): reading the
 table back gives each rule's identity, so a verify compares exactly.  A repair
 rebuilds the whole table in one transaction, so its order is always the one above.
