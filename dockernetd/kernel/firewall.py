@@ -49,6 +49,7 @@ from ..rules import (
     BootPlan,
     Rule,
 )
+from .ip6tables import Ip6tablesProcess
 
 log = logging.getLogger("dockernetd.firewall")
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -153,11 +154,8 @@ class Firewall:
         self._info_socket = socket.socket(self._family, socket.SOCK_RAW, socket.IPPROTO_RAW)
         self._seen = self._table_sizes()  # the tables as our last commit or look left them
         self._noticed = False  # another program's change, seen before one of our commits
-        self._ip6: Any = None  # IPv6's firewall, in its process (ip6tables.Ip6tablesProcess)
-        if family == 4 and ipv6:
-            from .ip6tables import Ip6tablesProcess
-
-            self._ip6 = Ip6tablesProcess()
+        # IPv6's firewall, in its own process
+        self._ip6 = Ip6tablesProcess() if family == 4 and ipv6 else None
 
     def close(self) -> None:
         self._info_socket.close()

@@ -67,7 +67,7 @@ class Ip6tablesProcess:
         answer = json.loads(line)
         if "error" in answer:
             raise FirewallError(answer["error"])
-        return _decode_result(method, answer["result"], args)
+        return _decode_result(method, answer["result"])
 
     def close(self) -> None:
         child, self._child = self._child, None
@@ -103,29 +103,19 @@ def _rule(encoded: list[Any]) -> Rule:
 
 
 def _plan(encoded: dict[str, Any]) -> BootPlan:
-    return BootPlan(
-        *(tuple(_rule(r) for r in encoded[part]) for part in BootPlan.__dataclass_fields__)
-    )
+    def rules(part: str) -> tuple[Rule, ...]:
+        return tuple(_rule(r) for r in encoded[part])
+
+    return BootPlan(absent=rules("absent"), present=rules("present"), jumps=rules("jumps"))
 
 
-def _decode_result(method: str, result: Any, args: tuple[Any, ...]) -> Any:
-    """The child's answer as the Firewall's: the missing rules of reconcile and drift are
-    the caller's own Rule objects (with their nftables items), found by their form."""
+def _decode_result(method: str, result: Any) -> Any:
+    """The child's answer as the Firewall's: reconcile and drift answer missing Rules (as
+    iptables has them: what they stand for in nftables plays no part here) and lines."""
     if method not in ("reconcile", "drift"):
         return result
-    given = {_key(rule): rule for arg in args for rule in _rules_of(arg)}
     missing, extra = result
-    return [given.get(_key(_rule(r)), _rule(r)) for r in missing], list(extra)
-
-
-def _rules_of(arg: Any) -> list[Rule]:
-    if isinstance(arg, BootPlan):
-        return [*arg.absent, *arg.present, *arg.jumps]
-    return list(arg)
-
-
-def _key(rule: Rule) -> tuple[str, str, tuple[str, ...]]:
-    return rule.table, rule.chain, rule.args
+    return [_rule(r) for r in missing], list(extra)
 
 
 def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
