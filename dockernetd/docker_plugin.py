@@ -230,10 +230,7 @@ class DockerPlugin:
             raise PluginError("dockernetd hands out IPv6 addresses from the whole subnet")
         held = [p.subnet for p in self._pending.values() if isinstance(p.subnet, IPv6Network)]
         if request.get("Pool"):
-            try:
-                subnet = IPv6Network(str(request["Pool"]))
-            except ValueError:
-                raise PluginError(f"Pool {request['Pool']!r} is not an IPv6 subnet") from None
+            subnet = _subnet_v6(request["Pool"])
             other = self._service.overlapping_v6(subnet)
             clash = next((taken for taken in held if taken.overlaps(subnet)), None)
             if other is not None or clash is not None:
@@ -313,12 +310,12 @@ class DockerPlugin:
             raise PluginError(f"a dockernetd network has one IPv4 subnet, not {len(ipv4)}")
         if len(ipv6) > 1:
             raise PluginError(f"a dockernetd network has one IPv6 subnet, not {len(ipv6)}")
-        pools = [pool_id(_subnet(ipv4[0].get("Pool"), "Pool"))]
-        if ipv6:
-            pools.append(pool_id(_subnet_v6(ipv6[0].get("Pool"))))
-        pending = {pool: self._pending.pop(pool) for pool in pools if pool in self._pending}
+        pool = pool_id(_subnet(ipv4[0].get("Pool"), "Pool"))
+        pool_v6 = pool_id(_subnet_v6(ipv6[0].get("Pool"))) if ipv6 else None
+        pending = {p: self._pending.pop(p) for p in (pool, pool_v6) if p in self._pending}
         try:
-            params = _network_params(request, pending.get(pools[0]), pending.get(pools[-1]))
+            pending_v6 = pending.get(pool_v6) if pool_v6 else None
+            params = _network_params(request, pending.get(pool), pending_v6)
             await self._service.network_create(
                 **check_params(CONTRACT["network_create"], params), id=network_id
             )
