@@ -58,6 +58,11 @@ class PortMapping:
         return self.host_ip.version == 4
 
     @property
+    def on_every_address(self) -> bool:
+        """Published on 0.0.0.0: every address of the host, of both families."""
+        return self.host_ip.packed == bytes(4)
+
+    @property
     def host_key(self) -> HostPort:
         """The host port it takes: unique on the host, whatever the container or network."""
         return self.host_ip, self.host_port, self.proto

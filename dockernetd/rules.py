@@ -340,11 +340,11 @@ def loopback_path_rules(endpoint: Endpoint, mapping: PortMapping) -> list[Rule]:
     proxy), and masqueraded to the bridge address so the container's answer comes back.
     The CNI portmap plugin's form."""
     host_ip = mapping.host_ip
-    if mapping.proxy or not (host_ip.packed == bytes(4) or host_ip in LOOPBACK):
+    if mapping.proxy or not (mapping.on_every_address or host_ip in LOOPBACK):
         return []
     proto, tag = mapping.proto, OWNER_TAG + endpoint.container_id
     host_port, ip, port = str(mapping.host_port), str(endpoint.ip), str(mapping.container_port)
-    if host_ip.packed == bytes(4):
+    if mapping.on_every_address:
         local, dnat = "127.0.0.0/8", NftElement("loopback_any", (proto, host_port), (ip, port))
     else:
         local = f"{host_ip}/32"
@@ -378,7 +378,7 @@ def mapping_rules(bridge: str, endpoint: Endpoint, mapping: PortMapping) -> tupl
     """The DNAT rule in nat DOCKER and the (tagged) FORWARD accept rule of one published port."""
     host_ip, proto, port = mapping.host_ip, mapping.proto, mapping.container_port
     host_port, ip = str(mapping.host_port), str(endpoint.ip)
-    if host_ip.packed == bytes(4):
+    if mapping.on_every_address:
         destination = ""
         # the map DNATs; the verdict map keeps the container's own bridge out (! -i bridge)
         nft: tuple[NftItem, ...] = (
@@ -411,7 +411,7 @@ def mapping_rules_v6(bridge: str, endpoint: Endpoint, mapping: PortMapping) -> l
     """A port published on the default address, on a dual-stack network: IPv6 clients
     DNATed to the container's IPv6 address (their own address kept), as Docker 27.  Its
     FORWARD accept is the network's (:func:`_published_v6`): one commit per port, not two."""
-    if endpoint.ipv6 is None or mapping.host_ip.packed != bytes(4):
+    if endpoint.ipv6 is None or not mapping.on_every_address:
         return []
     proto, host_port, port = mapping.proto, mapping.host_port, mapping.container_port
     ip = endpoint.ipv6
@@ -643,10 +643,10 @@ def owned_rule_counts(
     mappings = [m for _, m in mapped]
     guarded = sum(m.host_ip in LOOPBACK for m in mappings)
     local_paths = sum(
-        not m.proxy and (m.host_ip.packed == bytes(4) or m.host_ip in LOOPBACK) for m in mappings
+        not m.proxy and (m.on_every_address or m.host_ip in LOOPBACK) for m in mappings
     )
     # a port on the default address of a dual-stack endpoint: DNAT and accept for IPv6 too
-    both_families = sum(e.ipv6 is not None and m.host_ip.packed == bytes(4) for e, m in mapped)
+    both_families = sum(e.ipv6 is not None and m.on_every_address for e, m in mapped)
     fixed = [
         *(
             rule
