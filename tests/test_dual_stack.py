@@ -306,7 +306,7 @@ def test_dual_stack_rules_are_counted_by_table_as_built():
         assert counted[NAT6] == 1 and counted[RAW6] == direct_access  # the subnet's guard
 
 
-def test_a_dual_stack_network_turns_ipv6_forwarding_on_after_its_rules(tmp_path):
+def test_a_dual_stack_network_has_its_ipv6_rules_and_turns_forwarding_on(tmp_path):
     resolv = tmp_path / "resolv.conf"
     resolv.write_text("nameserver 192.0.2.53\n")
     from dockernetd.config import Config
